@@ -1,0 +1,194 @@
+"""Settings: ``inbox-daemon.toml`` plus ``INBOX_DAEMON_*`` environment overrides, validated.
+
+The file is found through ``--config``, then ``$INBOX_DAEMON_CONFIG``, then ``./inbox-daemon.toml``.
+Any key can be overridden from the environment: ``INBOX_DAEMON_DATABASE__URL`` sets
+``[database] url`` (sections and keys joined by a double underscore). Relative paths are taken
+from the folder of the config file. Secrets are never required inline: a ``*_env`` key names an
+environment variable and a ``*_file`` key a file (``credential:NAME`` means the systemd credential
+NAME in ``$CREDENTIALS_DIRECTORY``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from inbox_daemon.errors import ConfigError
+
+CONFIG_FILENAME = "inbox-daemon.toml"
+ENV_CONFIG = "INBOX_DAEMON_CONFIG"
+ENV_PREFIX = "INBOX_DAEMON_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    #: ``sqlite:///path/to/file.db`` (the default) or ``postgresql+asyncpg://user@host/db``.
+    url: str = "sqlite:///var/inbox-daemon.db"
+
+
+class StorageSettings(_Section):
+    #: Attachments (content-addressed), quarantine and the outgoing-mail folder live here.
+    path: Path = Path("var/storage")
+
+
+class RulesSettings(_Section):
+    path: Path = Path("rules.yaml")
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto``: readable on a terminal, JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class CasesSettings(_Section):
+    #: A resolved case is closed for good after this many days.
+    auto_close_after_days: float = Field(default=7, gt=0)
+    #: The domain of the Message-IDs we make: ``<…@message_domain>``.
+    message_domain: str = "inbox-daemon.invalid"
+    #: A reply to a case resolved more than this many days ago opens a new case (0: never).
+    reopen_window_days: float = Field(default=0, ge=0)
+
+    @property
+    def auto_close_after(self) -> timedelta:
+        return timedelta(days=self.auto_close_after_days)
+
+    @field_validator("message_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not value or any(c in value for c in "<>@ \r\n"):
+            raise ValueError("must be a bare domain like support.example.com")
+        return value
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    rules: RulesSettings = RulesSettings()
+    logging: LoggingSettings = LoggingSettings()
+    cases: CasesSettings = CasesSettings()
+    #: Where the settings came from (not a key of the file).
+    source: Path | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which arrives as init values.
+        return env_settings, init_settings
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source is not None else Path.cwd()
+
+    def path(self, value: Path) -> Path:
+        """A configured path, relative ones taken from the config file's folder."""
+        value = value.expanduser()
+        return value if value.is_absolute() else self.base_dir / value
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute."""
+        url = self.database.url
+        prefix, sep, rest = url.partition(":///")
+        if sep and prefix.startswith("sqlite") and not rest.startswith("/"):
+            return f"{prefix}:///{self.path(Path(rest))}"
+        return url
+
+    @property
+    def storage_path(self) -> Path:
+        return self.path(self.storage.path)
+
+    @property
+    def rules_path(self) -> Path:
+        return self.path(self.rules.path)
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use, or ConfigError saying where we looked."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        return path.resolve()
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} (from ${ENV_CONFIG}) not found")
+        return path.resolve()
+    path = Path.cwd() / CONFIG_FILENAME
+    if path.is_file():
+        return path
+    raise ConfigError(
+        f"no {CONFIG_FILENAME} in {Path.cwd()}: pass --config FILE, set ${ENV_CONFIG}, "
+        "or create one with `inbox-daemon init`"
+    )
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{path}: " + "; ".join(parts)
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
+    path = find_config(explicit)
+    try:
+        with path.open("rb") as fh:
+            data: dict[str, Any] = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return Settings(**data, source=path)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+
+
+def read_secret(*, env: str | None = None, file: str | None = None, what: str = "secret") -> str:
+    """A secret from an environment variable or a file (``credential:NAME`` for systemd)."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{what}: environment variable {env} is not set")
+        return value
+    if file:
+        if file.startswith("credential:"):
+            creds = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not creds:
+                raise ConfigError(f"{what}: {file} needs systemd's $CREDENTIALS_DIRECTORY")
+            path = Path(creds) / file.removeprefix("credential:")
+        else:
+            path = Path(file)
+        try:
+            return path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    raise ConfigError(f"{what}: give *_env or *_file")

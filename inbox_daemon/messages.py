@@ -1,0 +1,135 @@
+"""The neutral message types that channels produce and consume and the router reads.
+
+A channel turns a mailbox or a Slack workspace into :class:`InboundMessage` values and turns
+:class:`OutboundMessage` values back into mail or Slack posts. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+class ChannelKind(enum.StrEnum):
+    """Where a message came from or goes to."""
+
+    EMAIL = "email"
+    SLACK = "slack"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A sender or recipient: an email address and/or a Slack user, with a display name."""
+
+    email: str | None = None
+    name: str = ""
+    slack_user: str | None = None
+
+    def __str__(self) -> str:
+        who = self.email or self.slack_user or "?"
+        return f"{self.name} <{who}>" if self.name else who
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file carried by a message. ``content`` or ``path`` holds the bytes."""
+
+    filename: str
+    content_type: str
+    size: int
+    content: bytes | None = None
+    path: Path | None = None
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFlags:
+    """What the channel recognised about the message (loop and noise safety)."""
+
+    auto_reply: bool = False
+    bounce: bool = False
+    mailing_list: bool = False
+    #: Recipients a bounce says could not be reached.
+    failed_recipients: tuple[str, ...] = ()
+
+    @property
+    def automatic(self) -> bool:
+        """True when no person wrote it: never answer it automatically."""
+        return self.auto_reply or self.bounce or self.mailing_list
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message from a customer (or a machine pretending to be one)."""
+
+    channel: ChannelKind
+    #: The mailbox name from the config, or the Slack workspace/team id.
+    mailbox: str
+    #: Identifies the message at its source: ``uidvalidity:uid``, a Maildir key, a Slack ts.
+    external_id: str
+    sender: Address
+    subject: str = ""
+    text: str = ""
+    html: str | None = None
+    #: RFC 5322 Message-ID (with angle brackets) or ``slack:<channel>:<ts>``.
+    message_id: str | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    reply_to: tuple[Address, ...] = ()
+    #: Slack: the channel and the thread this message belongs to.
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+    slack_thread_ts: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    flags: MessageFlags = field(default_factory=MessageFlags)
+    #: Lower-cased header name -> values, for routing conditions.
+    headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sent_at: datetime | None = None
+    received_at: datetime | None = None
+    #: SHA-256 of the raw bytes (email) or of the event payload (Slack).
+    content_hash: str | None = None
+    #: Where the raw message can be found again, for quarantine.
+    raw_location: str | None = None
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Every id this message answers, nearest first."""
+        seen: dict[str, None] = {}
+        for mid in (*self.in_reply_to, *reversed(self.references)):
+            seen.setdefault(mid, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A message we send: an agent's reply, an acknowledgement, a Slack post."""
+
+    channel: ChannelKind
+    mailbox: str
+    message_id: str
+    to: tuple[Address, ...]
+    subject: str
+    text: str
+    html: str | None = None
+    cc: tuple[Address, ...] = ()
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    automatic: bool = False
+    attachments: tuple[Attachment, ...] = ()
+    slack_channel: str | None = None
+    slack_thread_ts: str | None = None
+    case_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """What a channel says after sending: its id for the message and when it went."""
+
+    external_id: str
+    sent_at: datetime

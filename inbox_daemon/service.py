@@ -1,0 +1,398 @@
+"""The case service: the only code that writes cases and activities.
+
+Each operation is one transaction: load the case (locked), apply a lifecycle event, write the
+new snapshot, the audit events and the effects (settled activities, outgoing messages).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.directory import Directory
+from inbox_daemon.cases.enums import (
+    ActivityKind,
+    ActivityState,
+    DeliveryState,
+    Direction,
+    Origin,
+    Priority,
+    Status,
+)
+from inbox_daemon.cases.model import Actor, Case
+from inbox_daemon.errors import CaseRuleError, NotFoundError
+from inbox_daemon.store import cases as repo
+from inbox_daemon.store.db import Database
+from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A case with its activities and audit trail, for `cases show`."""
+
+    case: Case
+    activities: list[ActivityRow]
+    audit: list[AuditRow]
+
+
+def parse_contact(contact: str) -> tuple[str | None, str | None, str]:
+    """``Ann <ann@example.com>``, ``ann@example.com`` or a Slack user id -> (email, slack, name)."""
+    text = contact.strip()
+    if not text:
+        raise CaseRuleError("a case needs a customer contact (an email address or a Slack user)")
+    name, address = parseaddr(text)
+    if "@" in address and "." in address.rsplit("@", 1)[1]:
+        return address.lower(), None, name
+    if text.startswith(("U", "W")) and text.isalnum() and text.isupper():
+        return None, text, ""
+    raise CaseRuleError(
+        f"contact {contact!r} is neither an email address nor a Slack user id (like U0123ABCD)"
+    )
+
+
+def _norm_number(number: str) -> str:
+    return number.strip().upper()
+
+
+class CaseService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        directory: Directory | None = None,
+        clock: Clock = utcnow,
+        message_domain: str = "inbox-daemon.invalid",
+        auto_close_after: timedelta = lifecycle.DEFAULT_AUTO_CLOSE_AFTER,
+    ) -> None:
+        self.db = db
+        self.directory = directory or Directory()
+        self.clock = clock
+        self.message_domain = message_domain
+        self.auto_close_after = auto_close_after
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def get(self, number: str) -> Case:
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, _norm_number(number))
+            return repo.to_domain(row, await repo.parent_number(session, row))
+
+    async def show(self, number: str) -> CaseView:
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, _norm_number(number))
+            case = repo.to_domain(row, await repo.parent_number(session, row))
+            return CaseView(
+                case,
+                await repo.activities_of(session, row.id),
+                await repo.audit_of(session, row.id),
+            )
+
+    async def find(
+        self,
+        *,
+        status: Sequence[Status] = (),
+        queue: str | None = None,
+        owner: str | None = None,
+        limit: int = 200,
+    ) -> list[Case]:
+        async with self.db.transaction() as session:
+            rows = await repo.list_cases(
+                session, status=status, queue=queue, owner=owner, limit=limit
+            )
+            return [repo.to_domain(row) for row in rows]
+
+    # --- creating --------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        title: str,
+        contact: str,
+        actor: Actor,
+        priority: Priority = Priority.MEDIUM,
+        origin: Origin = Origin.PHONE,
+        description: str = "",
+        queue: str | None = None,
+    ) -> Case:
+        """An agent logs a case by hand (a phone call, as in the seeds' New Case form)."""
+        if not title.strip():
+            raise CaseRuleError("a case needs a title (--title)")
+        email, slack, name = parse_contact(contact)
+        if queue is not None:
+            self.directory.queue(queue)
+        async with self.db.transaction() as session:
+            case, _row = await self.create_in(
+                session,
+                Case(
+                    number="",
+                    title=title.strip(),
+                    priority=priority,
+                    origin=origin,
+                    description=description,
+                    contact_email=email,
+                    contact_slack=slack,
+                    contact_name=name,
+                    queue=queue,
+                ),
+                actor,
+            )
+            return case
+
+    async def create_in(
+        self, session: AsyncSession, draft: Case, actor: Actor, parent_id: int | None = None
+    ) -> tuple[Case, CaseRow]:
+        """Create a case inside the caller's transaction (used by ingestion too)."""
+        now = self.clock()
+        number = await repo.next_case_number(session)
+        outcome = lifecycle.new_case(replace(draft, number=number, created_at=now), now)
+        row = repo.new_row(outcome.case, parent_id)
+        session.add(row)
+        await session.flush()
+        repo.audit(session, row.id, at=now, actor=actor, action="create", changes=outcome.changes)
+        return outcome.case, row
+
+    # --- changing --------------------------------------------------------------------------
+
+    async def change(self, number: str, event: lifecycle.Event, actor: Actor) -> lifecycle.Outcome:
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, _norm_number(number), for_update=True)
+            return await self.change_in(session, row, event, actor)
+
+    async def change_in(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        event: lifecycle.Event,
+        actor: Actor,
+        detail: dict[str, object] | None = None,
+    ) -> lifecycle.Outcome:
+        """Apply a lifecycle event to a locked case row inside the caller's transaction."""
+        now = self.clock()
+        ctx = lifecycle.Context(
+            now=now, open_activities=await repo.open_activity_ids(session, row.id)
+        )
+        case = repo.to_domain(row, await repo.parent_number(session, row))
+        outcome = lifecycle.apply(case, event, ctx)
+        repo.write_back(row, outcome.case)
+        for effect in outcome.effects:
+            if isinstance(effect, lifecycle.SettleActivities):
+                await repo.settle_activities(session, effect.activity_ids, effect.state, now)
+                repo.audit(
+                    session,
+                    row.id,
+                    at=now,
+                    actor=actor,
+                    action=f"activities_{effect.state.value}",
+                    detail={"activities": list(effect.activity_ids)},
+                )
+        if outcome.changes or event.action not in ("customer_replied", "agent_replied"):
+            repo.audit(
+                session,
+                row.id,
+                at=now,
+                actor=actor,
+                action=outcome.action,
+                changes=outcome.changes,
+                detail={k: v for k, v in (detail or {}).items() if v is not None},
+            )
+        await session.flush()
+        return outcome
+
+    async def assign(
+        self,
+        number: str,
+        actor: Actor,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        queue: str | None = None,
+    ) -> lifecycle.Outcome:
+        if user is not None:
+            self.directory.active_user(user)
+        if team is not None:
+            self.directory.team(team)
+        if queue is not None:
+            self.directory.queue(queue)
+        return await self.change(number, lifecycle.Assign(user=user, team=team, queue=queue), actor)
+
+    async def pick(self, number: str, user: str, actor: Actor | None = None) -> lifecycle.Outcome:
+        """Queue Pick: the user works the case. They must be a member of the queue's team."""
+        self.directory.active_user(user)
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, _norm_number(number), for_update=True)
+            if row.queue is not None and not self.directory.may_work(user, row.queue):
+                raise CaseRuleError(
+                    f"{user} cannot pick {row.number}: not a member of queue {row.queue}'s team"
+                )
+            return await self.change_in(
+                session, row, lifecycle.Pick(user), actor or Actor.user(user)
+            )
+
+    async def resolve(
+        self, number: str, resolution: str, actor: Actor, *, cancel_open_activities: bool = False
+    ) -> lifecycle.Outcome:
+        policy: lifecycle.OpenActivityPolicy = "cancel" if cancel_open_activities else "fail"
+        return await self.change(number, lifecycle.Resolve(resolution, policy), actor)
+
+    async def close_resolved(self, actor: Actor | None = None) -> list[str]:
+        """The auto-close job: close every case resolved longer ago than the waiting period."""
+        actor = actor or Actor.system("auto-close")
+        cutoff = self.clock() - self.auto_close_after
+        async with self.db.transaction() as session:
+            numbers = await repo.resolved_before(session, cutoff)
+        closed = []
+        for number in numbers:
+            async with self.db.transaction() as session:
+                row = await repo.get_case_row(session, number, for_update=True)
+                if not lifecycle.due_for_auto_close(
+                    repo.to_domain(row), self.clock(), self.auto_close_after
+                ):
+                    continue  # changed since we looked
+                await self.change_in(session, row, lifecycle.Close(), actor)
+                closed.append(number)
+        return closed
+
+    # --- activities ------------------------------------------------------------------------
+
+    def new_message_id(self, number: str) -> str:
+        return f"<{secrets.token_hex(12)}.{number.lower()}@{self.message_domain}>"
+
+    async def note(self, number: str, text: str, actor: Actor) -> ActivityRow:
+        """An internal note: stays on the case, never reaches the customer."""
+        if not text.strip():
+            raise CaseRuleError("a note needs some text")
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, _norm_number(number), for_update=True)
+            await self.change_in(session, row, lifecycle.AgentReplied(internal=True), actor)
+            now = self.clock()
+            activity = ActivityRow(
+                case_id=row.id,
+                kind=ActivityKind.NOTE.value,
+                direction=Direction.INTERNAL.value,
+                state=ActivityState.COMPLETED.value,
+                body_text=text,
+                actor=str(actor),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(activity)
+            await session.flush()
+            repo.audit(
+                session, row.id, at=now, actor=actor, action="note",
+                detail={"activity": activity.id},
+            )  # fmt: skip
+            return activity
+
+    async def reply(self, number: str, text: str, actor: Actor) -> ActivityRow:
+        """An agent's answer: an outgoing activity, pending delivery, its Message-ID fixed now."""
+        if not text.strip():
+            raise CaseRuleError("a reply needs some text")
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, _norm_number(number), for_update=True)
+            await self.change_in(session, row, lifecycle.AgentReplied(), actor)
+            activity = await self.outgoing_in(session, row, text, actor)
+            repo.audit(
+                session, row.id, at=activity.created_at, actor=actor, action="reply",
+                detail={"activity": activity.id, "message_id": activity.message_id},
+            )  # fmt: skip
+            return activity
+
+    async def outgoing_in(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        text: str,
+        actor: Actor,
+        *,
+        automatic: bool = False,
+    ) -> ActivityRow:
+        """Queue an outgoing message to the case's customer through the channel it came from."""
+        now = self.clock()
+        last_in = await _last_incoming(session, row.id)
+        if row.origin == Origin.SLACK.value or (row.contact_email is None and row.contact_slack):
+            if last_in is None or last_in.slack_channel is None:
+                raise CaseRuleError(f"case {row.number} has no Slack conversation to answer in")
+            kind, channel = ActivityKind.SLACK_MESSAGE, "slack"
+            recipients = [row.contact_slack or ""]
+        elif row.contact_email:
+            kind, channel = ActivityKind.EMAIL, "email"
+            recipients = [row.contact_email]
+        else:
+            raise CaseRuleError(f"case {row.number} has no customer address to reply to")
+        references: list[str] = []
+        in_reply_to = None
+        if last_in is not None and last_in.message_id:
+            in_reply_to = last_in.message_id
+            references = [*last_in.references, last_in.message_id]
+        subject = last_in.subject if last_in is not None and last_in.subject else row.title
+        activity = ActivityRow(
+            case_id=row.id,
+            kind=kind.value,
+            direction=Direction.OUTGOING.value,
+            state=ActivityState.COMPLETED.value,
+            channel=channel,
+            mailbox=last_in.mailbox if last_in is not None else None,
+            subject=subject,
+            body_text=text,
+            recipients=recipients,
+            message_id=self.new_message_id(row.number),
+            in_reply_to=in_reply_to,
+            references=references,
+            slack_channel=last_in.slack_channel if last_in is not None else None,
+            slack_thread_ts=(last_in.slack_thread_ts or last_in.slack_ts) if last_in else None,
+            automatic=automatic,
+            actor=str(actor),
+            delivery_state=DeliveryState.PENDING.value,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(activity)
+        await session.flush()
+        return activity
+
+    async def add_task(self, number: str, subject: str, actor: Actor) -> ActivityRow:
+        """An open task on the case (it keeps the case from being resolved until settled)."""
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, _norm_number(number), for_update=True)
+            case = repo.to_domain(row)
+            lifecycle.require_editable(case, "add task")
+            now = self.clock()
+            activity = ActivityRow(
+                case_id=row.id,
+                kind=ActivityKind.TASK.value,
+                direction=Direction.INTERNAL.value,
+                state=ActivityState.OPEN.value,
+                subject=subject,
+                actor=str(actor),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(activity)
+            await session.flush()
+            repo.audit(
+                session, row.id, at=now, actor=actor, action="task",
+                detail={"activity": activity.id, "subject": subject},
+            )  # fmt: skip
+            return activity
+
+
+async def _last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:
+    rows = await repo.activities_of(session, case_id)
+    incoming = [a for a in rows if a.direction == Direction.INCOMING.value]
+    return incoming[-1] if incoming else None
+
+
+__all__ = ["CaseService", "CaseView", "NotFoundError", "parse_contact", "utcnow"]

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, the async unit of work, queries and Alembic migrations."""

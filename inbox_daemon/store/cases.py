@@ -1,0 +1,216 @@
+"""Queries and writes for cases, activities and audit events, and the row <-> domain mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.cases.enums import ActivityState, Origin, Priority, Status
+from inbox_daemon.cases.model import Actor, Case, FieldChange, format_case_number
+from inbox_daemon.errors import NotFoundError, SchemaError
+from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow, Counter
+
+CASE_COUNTER = "case_number"
+
+_PLAIN_FIELDS = (
+    "title",
+    "description",
+    "contact_email",
+    "contact_slack",
+    "contact_name",
+    "category",
+    "reason",
+    "first_response_due",
+    "resolve_by_due",
+    "first_responded_at",
+    "owner_user",
+    "owner_team",
+    "queue",
+    "worked_by",
+    "support_level",
+    "resolution",
+    "created_at",
+    "updated_at",
+    "resolved_at",
+    "closed_at",
+    "paused_at",
+)
+
+
+async def next_case_number(session: AsyncSession) -> str:
+    """Allocate the next case number inside the caller's transaction.
+
+    The counter row is updated in place (``UPDATE … RETURNING``), which takes a row lock on
+    PostgreSQL and the write lock on SQLite: concurrent transactions get distinct numbers, and a
+    rolled-back transaction gives its number back.
+    """
+    stmt = (
+        update(Counter)
+        .where(Counter.name == CASE_COUNTER)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    )
+    value = (await session.execute(stmt)).scalar_one_or_none()
+    if value is None:  # the first migration creates it
+        raise SchemaError("the case-number counter is missing: run `inbox-daemon db upgrade`")
+    return format_case_number(value)
+
+
+def to_domain(row: CaseRow, parent_number: str | None = None) -> Case:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _PLAIN_FIELDS}
+    return Case(
+        number=row.number,
+        status=Status(row.status),
+        priority=Priority(row.priority),
+        origin=Origin(row.origin),
+        parent_number=parent_number,
+        **values,
+    )
+
+
+def write_back(row: CaseRow, case: Case) -> None:
+    """Copy a domain snapshot onto its row (the parent link is set separately)."""
+    for name in _PLAIN_FIELDS:
+        if getattr(row, name) != getattr(case, name):
+            setattr(row, name, getattr(case, name))
+    row.status = case.status.value
+    row.priority = case.priority.value
+    row.origin = case.origin.value
+
+
+def new_row(case: Case, parent_id: int | None = None) -> CaseRow:
+    row = CaseRow(number=case.number, parent_id=parent_id, tags=[], support_level=1)
+    write_back(row, case)
+    return row
+
+
+async def get_case_row(session: AsyncSession, number: str, *, for_update: bool = False) -> CaseRow:
+    stmt = select(CaseRow).where(CaseRow.number == number.upper())
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no case {number!r}: `inbox-daemon cases list` shows the cases")
+    return row
+
+
+async def parent_number(session: AsyncSession, row: CaseRow) -> str | None:
+    if row.parent_id is None:
+        return None
+    stmt = select(CaseRow.number).where(CaseRow.id == row.parent_id)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def open_activity_ids(session: AsyncSession, case_id: int) -> tuple[int, ...]:
+    """Activities that keep a case from being resolved: open tasks, calls and notes.
+
+    Messages that are merely on their way (outgoing mail pending delivery) do not count.
+    """
+    stmt = (
+        select(ActivityRow.id)
+        .where(ActivityRow.case_id == case_id, ActivityRow.state == ActivityState.OPEN.value)
+        .order_by(ActivityRow.id)
+    )
+    return tuple((await session.execute(stmt)).scalars())
+
+
+async def settle_activities(
+    session: AsyncSession, ids: Sequence[int], state: ActivityState, now: datetime
+) -> None:
+    await session.execute(
+        update(ActivityRow)
+        .where(ActivityRow.id.in_(ids), ActivityRow.state == ActivityState.OPEN.value)
+        .values(state=state.value, updated_at=now)
+    )
+
+
+def audit(
+    session: AsyncSession,
+    case_id: int,
+    *,
+    at: datetime,
+    actor: Actor,
+    action: str,
+    changes: Sequence[FieldChange] = (),
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Write the audit events of one action: a row per changed field, or one row without."""
+    rows = [
+        AuditRow(
+            case_id=case_id,
+            at=at,
+            actor_kind=actor.kind.value,
+            actor_name=actor.name,
+            action=action,
+            field=change.field,
+            old_value=change.old,
+            new_value=change.new,
+            detail=detail or {},
+        )
+        for change in changes
+    ] or [
+        AuditRow(
+            case_id=case_id,
+            at=at,
+            actor_kind=actor.kind.value,
+            actor_name=actor.name,
+            action=action,
+            detail=detail or {},
+        )
+    ]
+    session.add_all(rows)
+
+
+async def list_cases(
+    session: AsyncSession,
+    *,
+    status: Sequence[Status] = (),
+    queue: str | None = None,
+    owner: str | None = None,
+    limit: int = 200,
+) -> list[CaseRow]:
+    stmt = select(CaseRow).order_by(CaseRow.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(CaseRow.status.in_([s.value for s in status]))
+    if queue is not None:
+        stmt = stmt.where(CaseRow.queue == queue)
+    if owner is not None:
+        stmt = stmt.where(CaseRow.owner_user == owner)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def activities_of(session: AsyncSession, case_id: int) -> list[ActivityRow]:
+    stmt = select(ActivityRow).where(ActivityRow.case_id == case_id).order_by(ActivityRow.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def audit_of(session: AsyncSession, case_id: int) -> list[AuditRow]:
+    stmt = select(AuditRow).where(AuditRow.case_id == case_id).order_by(AuditRow.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def resolved_before(session: AsyncSession, cutoff: datetime) -> list[str]:
+    stmt = (
+        select(CaseRow.number)
+        .where(CaseRow.status == Status.RESOLVED.value, CaseRow.resolved_at <= cutoff)
+        .order_by(CaseRow.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def open_case_counts(session: AsyncSession) -> dict[str, int]:
+    """Open cases per owner, for least-loaded assignment."""
+    stmt = (
+        select(CaseRow.owner_user, func.count())
+        .where(
+            CaseRow.owner_user.is_not(None),
+            CaseRow.status.not_in([s.value for s in (Status.RESOLVED, Status.CLOSED,
+                                                     Status.CANCELLED)]),
+        )
+        .group_by(CaseRow.owner_user)
+    )  # fmt: skip
+    return {owner: count for owner, count in (await session.execute(stmt)).tuples() if owner}

@@ -1,0 +1,242 @@
+"""The `inbox-daemon` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("INBOX_DAEMON_")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "inbox_daemon", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder set up by `inbox-daemon init`."""
+    target = tmp_path_factory.mktemp("home")
+    out = run_cli(target, "init", ".")
+    assert "wrote" in out.stdout
+    return target
+
+
+@pytest.fixture
+def cli(home: Path) -> Run:
+    def call(
+        *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(home, *args, check=check, env=env)
+
+    return call
+
+
+def db_rows(home: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(home / "var" / "inbox-daemon.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("inbox-daemon: error: ")
+    return lines[0]
+
+
+def test_init_writes_config_rules_and_database(home: Path) -> None:
+    assert (home / "inbox-daemon.toml").read_text().startswith("# inbox-daemon configuration")
+    assert "version: 1" in (home / "rules.yaml").read_text()
+    assert db_rows(home, "SELECT version_num FROM alembic_version") == [("0001",)]
+    for sub in ("attachments", "quarantine", "outgoing"):
+        assert (home / "var" / "storage" / sub).is_dir()
+
+
+def test_init_keeps_existing_files(home: Path, cli: Run) -> None:
+    proc = cli("init", ".")
+    assert "exists; kept it" in proc.stderr
+
+
+def test_case_life_through_the_cli(cli: Run, home: Path) -> None:
+    number = cli(
+        "cases", "new", "--title", "VPN down", "--contact", "Ann <ann@example.com>",
+        "--priority", "high", "--as", "alice",
+    ).stdout.strip()  # fmt: skip
+    assert number.startswith("CAS-")
+    listed = json.loads(cli("cases", "list", "--json").stdout)
+    mine = next(c for c in listed if c["number"] == number)
+    assert (mine["title"], mine["priority"], mine["status"]) == ("VPN down", "high", "new")
+    assert mine["contact_email"] == "ann@example.com"
+    table = cli("cases", "list", "--status", "new").stdout
+    assert number in table
+    assert "VPN down" in table
+
+    assert "queued as <" in cli("cases", "reply", number, "Looking into it", "--as", "alice").stdout
+    cli("cases", "note", number, "probably the firewall", "--as", "alice")
+    cli("cases", "status", number, "on_hold", "--as", "alice")
+    cli("cases", "resolve", number, "--resolution", "firewall rule fixed", "--as", "alice")
+
+    shown = json.loads(cli("cases", "show", number.lower(), "--json").stdout)
+    assert shown["case"]["status"] == "resolved"
+    assert shown["case"]["resolution"] == "firewall rule fixed"
+    kinds = [(a["direction"], a["kind"]) for a in shown["activities"]]
+    assert kinds == [("outgoing", "email"), ("internal", "note")]
+    assert shown["activities"][0]["delivery_state"] == "pending"
+    status_changes = [
+        (e["old_value"], e["new_value"], e["actor_name"])
+        for e in shown["audit"]
+        if e["field"] == "status"
+    ]
+    assert status_changes == [
+        (None, "new", "alice"),
+        ("new", "in_progress", "alice"),
+        ("in_progress", "on_hold", "alice"),
+        ("on_hold", "resolved", "alice"),
+    ]
+    text = cli("cases", "show", number).stdout
+    assert "resolution: firewall rule fixed" in text
+    assert "user:alice resolve status: 'on_hold' -> 'resolved'" in text
+
+    cli("cases", "reactivate", number)
+    cli("cases", "cancel", number)
+    assert (
+        json.loads(cli("cases", "show", number, "--json").stdout)["case"]["status"] == "cancelled"
+    )
+
+
+def test_illegal_transition_is_one_line_and_changes_nothing(cli: Run, home: Path) -> None:
+    number = cli("cases", "new", "--title", "x", "--contact", "bob@example.com").stdout.strip()
+    cli("cases", "cancel", number)
+    before = db_rows(home, "SELECT count(*) FROM audit_events")
+    err = one_line_error(cli("cases", "reactivate", number, check=False))
+    assert "from Cancelled to In progress" in err
+    err = one_line_error(cli("cases", "note", number, "hello", check=False))
+    assert f"case {number} is cancelled and can no longer change" in err
+    assert db_rows(home, "SELECT count(*) FROM audit_events") == before
+    assert db_rows(home, f"SELECT status FROM cases WHERE number = '{number}'") == [("cancelled",)]
+
+
+def test_resolve_with_open_activities_needs_the_flag(cli: Run, home: Path) -> None:
+    number = cli("cases", "new", "--title", "x", "--contact", "bob@example.com").stdout.strip()
+    case_id = db_rows(home, f"SELECT id FROM cases WHERE number = '{number}'")[0][0]
+    with sqlite3.connect(home / "var" / "inbox-daemon.db") as conn:
+        conn.execute(
+            "INSERT INTO activities (case_id, kind, direction, state, subject, body_text,"
+            ' recipients, cc, "references", automatic, flags, actor, attempts, created_at,'
+            " updated_at) VALUES (?, 'task', 'internal', 'open', 'call back', '', '[]', '[]',"
+            " '[]', 0, '{}', 'user:alice', 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            (case_id,),
+        )
+    err = one_line_error(cli("cases", "resolve", number, "--resolution", "ok", check=False))
+    assert "1 open activity" in err
+    assert "--cancel-open-activities" in err
+    cli("cases", "resolve", number, "--resolution", "ok", "--cancel-open-activities")
+    assert db_rows(home, f"SELECT state FROM activities WHERE case_id = {case_id}") == [
+        ("cancelled",)
+    ]
+
+
+def test_unknown_case(cli: Run) -> None:
+    err = one_line_error(cli("cases", "show", "CAS-424242", check=False))
+    assert "no case 'CAS-424242'" in err
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    err = one_line_error(run_cli(tmp_path, "cases", "list", check=False))
+    assert "no inbox-daemon.toml" in err
+    assert "inbox-daemon init" in err
+    err = one_line_error(run_cli(tmp_path, "cases", "list", "--config", "nope.toml", check=False))
+    assert "config file nope.toml not found" in err
+
+
+def test_invalid_config(tmp_path: Path) -> None:
+    (tmp_path / "inbox-daemon.toml").write_text('[database]\nurl = "sqlite:///x.db"\nulr = 1\n')
+    err = one_line_error(run_cli(tmp_path, "cases", "list", check=False))
+    assert "database.ulr: unknown key" in err
+    (tmp_path / "inbox-daemon.toml").write_text("[database\n")
+    assert "invalid TOML" in one_line_error(run_cli(tmp_path, "cases", "list", check=False))
+    (tmp_path / "inbox-daemon.toml").write_text('[database]\nurl = "mysql://x"\n')
+    assert "unsupported database 'mysql'" in one_line_error(
+        run_cli(tmp_path, "cases", "list", check=False)
+    )
+
+
+def test_environment_overrides_config(home: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    env = {"INBOX_DAEMON_DATABASE__URL": f"sqlite:///{other}"}
+    err = one_line_error(run_cli(home, "cases", "list", env=env, check=False))
+    assert "is empty" in err
+    assert "run `inbox-daemon db upgrade`" in err
+    run_cli(home, "db", "upgrade", env=env)
+    assert run_cli(home, "cases", "list", env=env).stdout.strip() == "no cases"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    run_cli(tmp_path, "init", ".")
+    with sqlite3.connect(tmp_path / "var" / "inbox-daemon.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    err = one_line_error(run_cli(tmp_path, "run", "--once", check=False))
+    assert "newer than this inbox-daemon" in err
+    err = one_line_error(run_cli(tmp_path, "db", "upgrade", check=False))
+    assert "newer than this inbox-daemon" in err
+
+
+def test_every_command_has_help(home: Path) -> None:
+    for args in (
+        [], ["init"], ["run"], ["db", "upgrade"], ["cases"], ["cases", "new"], ["cases", "list"],
+        ["cases", "show"], ["cases", "reply"], ["cases", "note"], ["cases", "assign"],
+        ["cases", "pick"], ["cases", "resolve"], ["cases", "reactivate"], ["cases", "cancel"],
+        ["cases", "close-resolved"], ["cases", "escalate"], ["cases", "release"],
+    ):  # fmt: skip
+        out = run_cli(home, *args, "--help").stdout
+        assert out.startswith("usage: inbox-daemon"), args
+
+
+def test_run_once_and_sigterm(home: Path) -> None:
+    run_cli(home, "run", "--once")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INBOX_DAEMON_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inbox_daemon", "run"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        assert proc.stderr is not None
+        while "daemon ready" not in seen and time.monotonic() < deadline:
+            seen += proc.stderr.readline()
+        assert "daemon ready" in seen
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        rest = proc.stderr.read()
+        assert '"event": "daemon stopped"' in rest
+    finally:
+        proc.kill()
+        proc.wait()
