@@ -4,25 +4,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 from inbox_daemon import __version__
 from inbox_daemon.cases import lifecycle
-from inbox_daemon.cases.directory import Directory
+from inbox_daemon.cases.directory import Directory, Queue
 from inbox_daemon.cases.enums import Origin, Priority, Status
 from inbox_daemon.cases.model import Actor, Case
+from inbox_daemon.channels.base import IngestResult
+from inbox_daemon.channels.email.intake import email_delivery
+from inbox_daemon.channels.email.parse import parse_message
 from inbox_daemon.config import CONFIG_FILENAME, Settings, load_settings
-from inbox_daemon.daemon import Daemon, build_service
-from inbox_daemon.errors import InboxError
+from inbox_daemon.daemon import Daemon, Runtime
+from inbox_daemon.errors import ConfigError, InboxError, NotFoundError, RejectedMessage
 from inbox_daemon.logging import configure
+from inbox_daemon.messages import InboundMessage
+from inbox_daemon.router.engine import ThreadFacts, explain, format_explanation
+from inbox_daemon.router.loader import check_queue_removal, load_rules, summary
+from inbox_daemon.router.schema import RulesErrors
 from inbox_daemon.service import CaseService, CaseView
+from inbox_daemon.store import cases as repo
+from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.migrate import require_current, upgrade
+from inbox_daemon.store.tables import QuarantineRow
 
 T = TypeVar("T")
 PROG = "inbox-daemon"
@@ -39,16 +52,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None))
 
 
-def _directory(settings: Settings) -> Directory:
-    """The agents, teams and queues of rules.yaml (empty when there is no rules file yet)."""
-    path = settings.rules_path
-    if not path.exists():
-        return Directory()
-    from inbox_daemon.router.loader import load_rules
-
-    return load_rules(path).directory
-
-
 def _run(coro: Awaitable[T]) -> T:
     async def wrapper() -> T:
         return await coro
@@ -56,14 +59,17 @@ def _run(coro: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
-async def _with_service(args: argparse.Namespace, work: Callable[[CaseService], Awaitable[T]]) -> T:
-    settings = _settings(args)
-    db = Database(settings.database_url)
+async def _with_runtime(args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    runtime = Runtime(_settings(args))
     try:
-        await require_current(db)
-        return await work(build_service(settings, db, _directory(settings)))
+        await require_current(runtime.db)
+        return await work(runtime)
     finally:
-        await db.dispose()
+        await runtime.close()
+
+
+async def _with_service(args: argparse.Namespace, work: Callable[[CaseService], Awaitable[T]]) -> T:
+    return await _with_runtime(args, lambda runtime: work(runtime.service))
 
 
 def _actor(args: argparse.Namespace) -> Actor:
@@ -184,7 +190,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure(settings.logging.level, settings.logging.format)
-    _run(Daemon(settings, _directory(settings)).run(once=args.once))
+    _run(Daemon(Runtime(settings)).run(once=args.once))
     return 0
 
 
@@ -295,6 +301,156 @@ def cmd_cases_resolve(args: argparse.Namespace) -> int:
 def cmd_cases_close_resolved(args: argparse.Namespace) -> int:
     closed = _run(_with_service(args, lambda svc: svc.close_resolved()))
     print(f"closed {len(closed)} case(s)" + (f": {', '.join(closed)}" if closed else ""))
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    """Validate a rules file; with a database at hand, also refuse dropping busy queues."""
+    settings: Settings | None = None
+    if args.file:
+        path = Path(args.file)
+        with contextlib.suppress(ConfigError):  # a file can be checked on its own
+            settings = _settings(args)
+    else:
+        settings = _settings(args)
+        path = settings.rules_path
+    loaded = load_rules(path)
+    if settings is not None:
+        busy = _run(_open_queues(settings))
+        if busy is not None:
+            old = Directory.of(queues=[Queue(q, q) for q in busy])
+            problems = check_queue_removal(old, loaded.directory, busy, loaded=loaded)
+            if problems:
+                raise RulesErrors(problems)
+    print(summary(loaded))
+    return 0
+
+
+async def _open_queues(settings: Settings) -> set[str] | None:
+    """Queues with open cases, or None when the database is not there (yet)."""
+    db = Database(settings.database_url)
+    try:
+        try:
+            await require_current(db)
+        except InboxError:
+            return None
+        async with db.transaction() as session:
+            return await repo.queues_with_open_cases(session)
+    finally:
+        await db.dispose()
+
+
+def _parse_file(path: Path, mailbox: str, our: frozenset[str]) -> InboundMessage:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_message(raw, channel_mailbox=mailbox, external_id=f"file:{path.name}",
+                         our_addresses=our)  # fmt: skip
+
+
+def cmd_rules_explain(args: argparse.Namespace) -> int:
+    if args.rules:
+        rules_path = Path(args.rules)
+        our: frozenset[str] = frozenset()
+    else:
+        settings = _settings(args)
+        rules_path, our = settings.rules_path, settings.our_addresses
+    loaded = load_rules(rules_path)
+    message = _parse_file(Path(args.message), args.mailbox, our)
+    at = _parse_time(args.at) if args.at else datetime.now(UTC)
+    facts = ThreadFacts(is_reply=bool(message.thread_ids))
+    print(format_explanation(explain(loaded.rules, message, facts, at)))
+    return 0
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--at {text!r}: use ISO 8601, e.g. 2026-03-02T09:30+01:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+EX_TEMPFAIL = 75
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """An MTA pipe: exit 0 once stored, 75 (temporary failure: retry later) if it could not be."""
+    raw = sys.stdin.buffer.read()
+    try:
+        settings = _settings(args)
+        names = [m.name for m in settings.mailbox]
+        mailbox = args.mailbox or (names[0] if names else "stdin")
+        if args.mailbox and names and args.mailbox not in names:
+            raise UsageError(f"unknown mailbox {args.mailbox!r}: configured are {', '.join(names)}")
+        result = _run(_with_runtime(args, lambda rt: _ingest_raw(rt, raw, mailbox)))
+    except (UsageError, ConfigError):
+        raise
+    except Exception as exc:
+        print(f"{PROG}: error: message not stored, try again later: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    print(f"{result.outcome}{' ' + result.case_number if result.case_number else ''}")
+    return 0
+
+
+async def _ingest_raw(runtime: Runtime, raw: bytes, mailbox: str) -> IngestResult:
+    external_id = "stdin:" + hashlib.sha256(raw).hexdigest()
+    return await runtime.ingestor(email_delivery(raw, mailbox, external_id,
+                                                 runtime.settings.our_addresses))  # fmt: skip
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    async def go(runtime: Runtime) -> list[QuarantineRow]:
+        async with runtime.db.transaction() as session:
+            return await intake.quarantine_list(session, None if args.all else "held")
+
+    rows = _run(_with_runtime(args, go))
+    if not rows:
+        print("nothing in quarantine")
+    for row in rows:
+        print(f"#{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.state:8}  {row.channel}:"
+              f"{row.mailbox}  {row.external_id}  {row.size} bytes  {row.reason}")  # fmt: skip
+    return 0
+
+
+async def _quarantined(runtime: Runtime, qid: int) -> QuarantineRow:
+    async with runtime.db.transaction() as session:
+        row = await session.get(QuarantineRow, qid)
+    if row is None:
+        raise NotFoundError(f"no quarantined message #{qid}: `inbox-daemon quarantine list`")
+    return row
+
+
+def cmd_quarantine_show(args: argparse.Namespace) -> int:
+    async def go(runtime: Runtime) -> tuple[QuarantineRow, bytes]:
+        row = await _quarantined(runtime, args.id)
+        return row, runtime.quarantine.read(row.sha256)
+
+    row, raw = _run(_with_runtime(args, go))
+    print(f"#{row.id} {row.channel}:{row.mailbox} {row.external_id} ({row.state})")
+    print(f"reason: {row.reason}")
+    print(f"stored: {row.sha256} ({row.size} bytes)")
+    if args.raw:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(raw)
+    else:
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        print(head[:8192].decode("utf-8", "replace"))
+    return 0
+
+
+def cmd_quarantine_retry(args: argparse.Namespace) -> int:
+    async def go(runtime: Runtime) -> IngestResult:
+        row = await _quarantined(runtime, args.id)
+        raw = runtime.quarantine.read(row.sha256)
+        delivery = email_delivery(raw, row.mailbox, row.external_id, runtime.settings.our_addresses)
+        return await runtime.ingestor.retry_quarantined(row.id, delivery)
+
+    result = _run(_with_runtime(args, go))
+    if result.outcome == "quarantined":
+        raise RejectedMessage(f"#{args.id} still cannot be taken in: {result.detail}")
+    print(f"#{args.id}: {result.outcome}{' ' + result.case_number if result.case_number else ''}")
     return 0
 
 
@@ -415,12 +571,44 @@ def build_parser() -> argparse.ArgumentParser:
         "close-resolved", parents=[common], help="close cases resolved past the waiting period"
     )
     p.set_defaults(func=cmd_cases_close_resolved)
+
+    rules = sub.add_parser("rules", help="check and explain rules.yaml").add_subparsers(
+        dest="rules_command", required=True, metavar="COMMAND"
+    )
+    p = rules.add_parser("check", parents=[common], help="validate rules.yaml (all errors)")
+    p.add_argument("file", nargs="?", help="the rules file (default: the config's [rules] path)")
+    p.set_defaults(func=cmd_rules_check)
+    p = rules.add_parser("explain", parents=[common], help="which rules a message matches, and why")
+    p.add_argument("message", metavar="MESSAGE.eml")
+    p.add_argument("--rules", metavar="FILE", help="the rules file (default: the config's)")
+    p.add_argument("--at", metavar="TIME", help="evaluate at this ISO 8601 time (default: now)")
+    p.add_argument("--mailbox", default="support", help="the mailbox it arrived in")
+    p.set_defaults(func=cmd_rules_explain)
+
+    p = sub.add_parser("ingest", parents=[common], help="take one mail from stdin (an MTA pipe)")
+    p.add_argument("--mailbox", metavar="NAME", help="the mailbox it arrived in")
+    p.set_defaults(func=cmd_ingest)
+
+    quarantine = sub.add_parser("quarantine", help="messages set aside").add_subparsers(
+        dest="quarantine_command", required=True, metavar="COMMAND"
+    )
+    p = quarantine.add_parser("list", parents=[common], help="messages waiting for a person")
+    p.add_argument("--all", action="store_true", help="also the ones already dealt with")
+    p.set_defaults(func=cmd_quarantine_list)
+    p = quarantine.add_parser("show", parents=[common], help="why a message was set aside")
+    p.add_argument("id", type=int)
+    p.add_argument("--raw", action="store_true", help="print the whole raw message")
+    p.set_defaults(func=cmd_quarantine_show)
+    p = quarantine.add_parser("retry", parents=[common], help="take a message in again")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_quarantine_retry)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure("warning", "auto")  # `run` reconfigures from the settings
     try:
         result: int = args.func(args)
         return result

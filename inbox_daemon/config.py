@@ -57,6 +57,10 @@ class CasesSettings(_Section):
     message_domain: str = "inbox-daemon.invalid"
     #: A reply to a case resolved more than this many days ago opens a new case (0: never).
     reopen_window_days: float = Field(default=0, ge=0)
+    #: Answer a new case created from email with an acknowledgement (templates beside rules.yaml).
+    acknowledge: bool = True
+    #: At most this many automatic answers to one sender per hour (stops autoresponder loops).
+    auto_answers_per_hour: int = Field(default=3, ge=0)
 
     @property
     def auto_close_after(self) -> timedelta:
@@ -68,6 +72,85 @@ class CasesSettings(_Section):
         if not value or any(c in value for c in "<>@ \r\n"):
             raise ValueError("must be a bare domain like support.example.com")
         return value
+
+
+TlsMode = Literal["none", "starttls", "ssl"]
+
+
+class SmtpSettings(_Section):
+    """How a mailbox sends mail. Without it, outgoing mail is written to a local folder."""
+
+    host: str
+    port: int | None = None
+    tls: TlsMode = "starttls"
+    verify: bool = True
+    ca_file: Path | None = None
+    username: str = ""
+    password_env: str | None = None
+    password_file: str | None = None
+    from_name: str = ""
+    reply_to: str | None = None
+
+
+class OAuth2Settings(_Section):
+    """XOAUTH2 with a refresh-token flow (Microsoft 365, Gmail)."""
+
+    token_endpoint: str
+    client_id: str
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    refresh_token_env: str | None = None
+    refresh_token_file: str | None = None
+    scope: str = ""
+    #: When the refresh token expires, if the provider says (warn well before).
+    refresh_token_expires: str | None = None
+
+
+class MailboxSettings(_Section):
+    """A support mailbox: ``[[mailbox]]`` in the file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    #: Our address: replies go out from it, mail from it is never a customer's.
+    address: str
+    kind: Literal["imap", "maildir"] = "imap"
+    host: str = ""
+    port: int | None = None
+    tls: TlsMode = "ssl"
+    verify: bool = True
+    ca_file: Path | None = None
+    username: str = ""
+    password_env: str | None = None
+    password_file: str | None = None
+    oauth2: OAuth2Settings | None = None
+    folder: str = "INBOX"
+    processed_folder: str = ""
+    poll_interval: float = Field(default=60, gt=0)
+    idle: bool = True
+    path: Path | None = None
+    #: Extra addresses of ours (aliases) whose mail is never a customer's.
+    aliases: list[str] = Field(default_factory=list)
+    smtp: SmtpSettings | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in value or any(c in value for c in "<> \r\n"):
+            raise ValueError("must be a bare address like support@example.com")
+        return value.lower()
+
+    @property
+    def our_addresses(self) -> frozenset[str]:
+        return frozenset({self.address, *(a.lower() for a in self.aliases)})
+
+
+class OutboxSettings(_Section):
+    """Delivery of outgoing messages: retries with exponential backoff, then failed."""
+
+    max_attempts: int = Field(default=8, ge=1)
+    #: Seconds between passes when nothing wakes the worker earlier.
+    interval_seconds: float = Field(default=10, gt=0)
+    #: A message claimed by a daemon that died is sent again after this many minutes.
+    lease_minutes: float = Field(default=10, gt=0)
 
 
 class Settings(BaseSettings):
@@ -82,6 +165,8 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     logging: LoggingSettings = LoggingSettings()
     cases: CasesSettings = CasesSettings()
+    mailbox: list[MailboxSettings] = Field(default_factory=list)
+    outbox: OutboxSettings = OutboxSettings()
     #: Where the settings came from (not a key of the file).
     source: Path | None = Field(default=None, exclude=True)
 
@@ -96,6 +181,25 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file, which arrives as init values.
         return env_settings, init_settings
+
+    @field_validator("mailbox")
+    @classmethod
+    def _unique_mailboxes(cls, value: list[MailboxSettings]) -> list[MailboxSettings]:
+        names = [m.name for m in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"mailbox names must be unique: {', '.join(dupes)}")
+        for box in value:
+            if box.kind == "imap" and not box.host:
+                raise ValueError(f"mailbox {box.name}: kind imap needs host")
+            if box.kind == "maildir" and box.path is None:
+                raise ValueError(f"mailbox {box.name}: kind maildir needs path")
+        return value
+
+    @property
+    def our_addresses(self) -> frozenset[str]:
+        """Every address of ours: mail from them is never a customer's."""
+        return frozenset(a for box in self.mailbox for a in box.our_addresses)
 
     @property
     def base_dir(self) -> Path:

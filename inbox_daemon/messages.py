@@ -128,6 +128,14 @@ class OutboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far a mailbox has been read: the last UID committed under a UIDVALIDITY."""
+
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryReceipt:
     """What a channel says after sending: its id for the message and when it went."""
 

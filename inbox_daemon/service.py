@@ -75,8 +75,11 @@ class CaseService:
         clock: Clock = utcnow,
         message_domain: str = "inbox-daemon.invalid",
         auto_close_after: timedelta = lifecycle.DEFAULT_AUTO_CLOSE_AFTER,
+        on_outgoing: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
+        #: Called after a transaction that queued an outgoing message commits (wakes the outbox).
+        self.on_outgoing = on_outgoing
         self.directory = directory or Directory()
         self.clock = clock
         self.message_domain = message_domain
@@ -307,7 +310,13 @@ class CaseService:
                 session, row.id, at=activity.created_at, actor=actor, action="reply",
                 detail={"activity": activity.id, "message_id": activity.message_id},
             )  # fmt: skip
-            return activity
+        self.outgoing_queued()
+        return activity
+
+    def outgoing_queued(self) -> None:
+        """Tell the outbox (if any) that a committed transaction queued a message."""
+        if self.on_outgoing is not None:
+            self.on_outgoing()
 
     async def outgoing_in(
         self,

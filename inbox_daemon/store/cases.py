@@ -214,3 +214,17 @@ async def open_case_counts(session: AsyncSession) -> dict[str, int]:
         .group_by(CaseRow.owner_user)
     )  # fmt: skip
     return {owner: count for owner, count in (await session.execute(stmt)).tuples() if owner}
+
+
+async def queues_with_open_cases(session: AsyncSession) -> set[str]:
+    """Queues that still hold a case that is not resolved, closed or cancelled."""
+    stmt = (
+        select(CaseRow.queue)
+        .where(
+            CaseRow.queue.is_not(None),
+            CaseRow.status.not_in([s.value for s in (Status.RESOLVED, Status.CLOSED,
+                                                     Status.CANCELLED)]),
+        )
+        .distinct()
+    )  # fmt: skip
+    return {q for q in (await session.execute(stmt)).scalars() if q}

@@ -193,3 +193,43 @@ class AuditRow(Base):
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class MailboxStateRow(Base):
+    """How far each IMAP mailbox has been read, committed with the messages it covers."""
+
+    __tablename__ = "mailbox_state"
+    mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class QuarantineRow(Base):
+    """A message set aside for a person: the raw bytes are kept on disk under their SHA-256."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    mailbox: Mapped[str] = mapped_column(String(100), nullable=False)
+    external_id: Mapped[str] = mapped_column(String(300), nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    #: held (waiting for a person), retried (went through on retry), dropped
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="held")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("channel", "mailbox", "external_id", name="uq_quarantine_source"),
+    )
+
+
+class TeamRotationRow(Base):
+    """Round-robin position per team, so a restart does not reset the rotation."""
+
+    __tablename__ = "team_rotation"
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_user: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
+
+from inbox_daemon.cli import main
+from inbox_daemon.store.migrate import alembic_config
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -70,7 +74,8 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 def test_init_writes_config_rules_and_database(home: Path) -> None:
     assert (home / "inbox-daemon.toml").read_text().startswith("# inbox-daemon configuration")
     assert "version: 1" in (home / "rules.yaml").read_text()
-    assert db_rows(home, "SELECT version_num FROM alembic_version") == [("0001",)]
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert db_rows(home, "SELECT version_num FROM alembic_version") == [(head,)]
     for sub in ("attachments", "quarantine", "outgoing"):
         assert (home / "var" / "storage" / sub).is_dir()
 
@@ -204,15 +209,26 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     assert "newer than this inbox-daemon" in err
 
 
-def test_every_command_has_help(home: Path) -> None:
-    for args in (
+@pytest.mark.parametrize(
+    "args",
+    [
         [], ["init"], ["run"], ["db", "upgrade"], ["cases"], ["cases", "new"], ["cases", "list"],
         ["cases", "show"], ["cases", "reply"], ["cases", "note"], ["cases", "assign"],
         ["cases", "pick"], ["cases", "resolve"], ["cases", "reactivate"], ["cases", "cancel"],
         ["cases", "close-resolved"], ["cases", "escalate"], ["cases", "release"],
-    ):  # fmt: skip
-        out = run_cli(home, *args, "--help").stdout
-        assert out.startswith("usage: inbox-daemon"), args
+        ["cases", "status"], ["rules", "check"], ["rules", "explain"], ["ingest"],
+        ["quarantine", "list"], ["quarantine", "show"], ["quarantine", "retry"],
+    ],
+    ids=" ".join,
+)  # fmt: skip
+def test_every_command_has_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The command's own parser (in-process: a subprocess per command would be slow)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: inbox-daemon")
+    assert len(out.splitlines()) > 3
 
 
 def test_run_once_and_sigterm(home: Path) -> None:
@@ -240,3 +256,104 @@ def test_run_once_and_sigterm(home: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+SAMPLE = (
+    b"From: Ann Customer <ann@example.com>\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: =?utf-8?q?Drucker_br=C3=A4nnt?=\r\n"
+    b"Message-ID: <stdin-1@example.com>\r\n"
+    b"Date: Mon, 02 Mar 2026 09:00:00 +0100\r\n"
+    b"\r\n"
+    b"The printer is on fire.\r\n"
+)
+
+
+def run_stdin(cwd: Path, data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INBOX_DAEMON_")}
+    return subprocess.run(
+        [sys.executable, "-m", "inbox_daemon", "ingest", *args],
+        cwd=cwd, env=env, input=data, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_ingest_from_stdin_is_idempotent(tmp_path: Path) -> None:
+    run_cli(tmp_path, "init", ".")
+    first = run_stdin(tmp_path, SAMPLE)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().strip() == "created CAS-000001"
+    again = run_stdin(tmp_path, SAMPLE)
+    assert (again.returncode, again.stdout.decode().strip()) == (0, "duplicate")
+    shown = json.loads(run_cli(tmp_path, "cases", "show", "CAS-000001", "--json").stdout)
+    assert shown["case"]["title"] == "Drucker brännt"
+    assert shown["case"]["contact_email"] == "ann@example.com"
+    assert shown["activities"][0]["message_id"] == "<stdin-1@example.com>"
+
+
+def test_ingest_temporary_failure_exit_code(tmp_path: Path) -> None:
+    run_cli(tmp_path, "init", ".")
+    (tmp_path / "var" / "inbox-daemon.db").unlink()
+    (tmp_path / "var" / "inbox-daemon.db").mkdir()  # the database cannot be opened
+    proc = run_stdin(tmp_path, SAMPLE)
+    assert proc.returncode == 75
+    assert b"message not stored, try again later" in proc.stderr
+
+
+def test_quarantine_list_show_retry(tmp_path: Path) -> None:
+    run_cli(tmp_path, "init", ".")
+    proc = run_stdin(tmp_path, b"")
+    assert (proc.returncode, proc.stdout.decode().strip()) == (0, "quarantined")
+    listed = run_cli(tmp_path, "quarantine", "list").stdout
+    assert listed.startswith("#1 ")
+    assert "held" in listed
+    shown = run_cli(tmp_path, "quarantine", "show", "1").stdout
+    assert "reason:" in shown
+    retry = run_cli(tmp_path, "quarantine", "retry", "1", check=False)
+    assert "still cannot be taken in" in one_line_error(retry)
+    err = one_line_error(run_cli(tmp_path, "quarantine", "show", "42", check=False))
+    assert "no quarantined message #42" in err
+
+
+def test_quarantine_retry_takes_the_message_in(tmp_path: Path) -> None:
+    """A message quarantined because storing failed goes through once retried."""
+    run_cli(tmp_path, "init", ".")
+    db = tmp_path / "var" / "inbox-daemon.db"
+    storage = tmp_path / "var" / "storage" / "quarantine"
+    import hashlib
+
+    sha = hashlib.sha256(SAMPLE).hexdigest()
+    target = storage / sha[:2] / sha[2:4] / sha
+    target.parent.mkdir(parents=True)
+    target.write_bytes(SAMPLE)
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO quarantine (channel, mailbox, external_id, sha256, size, reason, state,"
+            " created_at, updated_at) VALUES ('email', 'support', '9:1', ?, ?, 'db was down',"
+            " 'held', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            (sha, len(SAMPLE)),
+        )
+        conn.execute(
+            "INSERT INTO receipts (channel, mailbox, external_id, outcome, created_at)"
+            " VALUES ('email', 'support', '9:1', 'quarantined', '2026-01-01 00:00:00')"
+        )
+    out = run_cli(tmp_path, "quarantine", "retry", "1").stdout
+    assert out.strip() == "#1: created CAS-000001"
+    assert "nothing in quarantine" in run_cli(tmp_path, "quarantine", "list").stdout
+    assert "retried" in run_cli(tmp_path, "quarantine", "list", "--all").stdout
+    again = one_line_error(run_cli(tmp_path, "quarantine", "retry", "1", check=False))
+    assert "already retried" in again
+
+
+def test_rules_check_and_explain(home: Path, tmp_path: Path) -> None:
+    ok = run_cli(home, "rules", "check")
+    assert f"{home / 'rules.yaml'}: OK" in ok.stdout
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("version: 1\nteams:\n  - {id: t, name: T, members: [ghost]}\nbogus: 1\n")
+    proc = run_cli(home, "rules", "check", str(bad), check=False)
+    assert proc.returncode == 1
+    assert "ghost" in proc.stderr
+    assert "bogus" in proc.stderr
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(SAMPLE)
+    out = run_cli(home, "rules", "explain", str(eml), "--at", "2026-03-02T10:00+01:00").stdout
+    assert "decision" in out.lower()

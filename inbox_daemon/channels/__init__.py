@@ -1,0 +1,1 @@
+"""Channels: translate mailboxes and Slack into InboundMessages and OutboundMessages back."""

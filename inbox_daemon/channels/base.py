@@ -1,0 +1,72 @@
+"""What every channel offers, and what it hands to the ingestion pipeline.
+
+A channel turns its source into :class:`Delivery` values and passes each to a :class:`Sink`
+(the ingestion pipeline). It acknowledges a message at its source (IMAP ``\\Seen`` or a move,
+Maildir ``new/`` → ``cur/``) only after the sink has returned, that is after the message is
+committed: a crash in between means the message is offered again and the receipt recognises it.
+Channels never touch the database or the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from inbox_daemon.messages import Checkpoint, DeliveryReceipt, InboundMessage, OutboundMessage
+
+__all__ = [
+    "Checkpoint",
+    "Delivery",
+    "InboundChannel",
+    "IngestResult",
+    "OutboundChannel",
+    "Sink",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as a channel received it.
+
+    ``message`` is None when the channel could not parse it; ``error`` then says why and the
+    pipeline quarantines ``raw``.
+    """
+
+    channel: str
+    mailbox: str
+    external_id: str
+    raw: bytes
+    message: InboundMessage | None
+    error: str | None = None
+    #: For IMAP: the position to record with the receipt in the same transaction.
+    checkpoint: Checkpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What the pipeline did with a delivery."""
+
+    outcome: str  # created | appended | reopened | follow_up | duplicate | ignored | quarantined
+    case_number: str | None = None
+    activity_id: int | None = None
+    detail: str = ""
+    #: An outgoing message (an acknowledgement) was queued in the same transaction.
+    queued_outgoing: bool = False
+
+
+Sink = Callable[[Delivery], Awaitable[IngestResult]]
+
+
+class InboundChannel(Protocol):
+    name: str
+
+    async def run(self, sink: Sink) -> None:
+        """Feed deliveries to the sink until cancelled; acknowledge each after the sink returns."""
+
+
+class OutboundChannel(Protocol):
+    name: str
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Deliver one message or raise a DeliveryError."""

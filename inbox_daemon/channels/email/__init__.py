@@ -1,0 +1,1 @@
+"""The email channel: IMAP, Maildir and stdin intake, parsing, SMTP delivery."""

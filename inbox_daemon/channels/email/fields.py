@@ -1,0 +1,204 @@
+"""Header fields of a parsed mail: decoded header map, addresses, Message-IDs and dates.
+
+Owns the translation of raw header values (as the email package stores them, 8-bit bytes as
+surrogates) into the typed fields of :class:`~inbox_daemon.messages.InboundMessage`:
+the lower-cased header map, From/To/Cc/Reply-To as :class:`Address` (mail-parser's address
+parser first, ``email.utils.getaddresses`` when it has nothing or mangled the name),
+``<...>``-normalised Message-IDs and reference lists, and timezone-aware dates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta, timezone
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+from inbox_daemon.channels.email.decode import decode_bytes, decode_header_value
+from inbox_daemon.channels.email.loops import normalize_email
+from inbox_daemon.messages import Address
+
+__all__ = [
+    "Headers",
+    "addresses",
+    "aware",
+    "decode_headers",
+    "fallback_charset",
+    "id_list",
+    "message_id",
+    "raw_values",
+    "received_header_date",
+    "sender_address",
+    "sent_at",
+]
+
+Headers = dict[str, tuple[str, ...]]
+
+_MSG_ID = re.compile(r"<\s*([^<>\s]+?)\s*>")
+_BARE_ID = re.compile(r"[^\s<>,;()\"]+@[^\s<>,;()\"]+")
+_MAX_REFERENCES = 100
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def fallback_charset(message: Message) -> str | None:
+    """The first declared charset in the message: the best guess for raw 8-bit headers."""
+    for count, part in enumerate(message.walk()):
+        if count > 20:
+            break
+        try:
+            charset = part.get_content_charset()
+        except Exception:
+            continue
+        if isinstance(charset, str) and charset not in ("us-ascii", "ascii"):
+            return charset
+    return None
+
+
+def raw_values(message: Message, name: str) -> list[str]:
+    """Raw values of a header (8-bit bytes as surrogates; ``get_all`` would mangle them)."""
+    return [str(value) for key, value in message.raw_items() if key.lower() == name]
+
+
+def decode_headers(message: Message, charset: str | None) -> Headers:
+    collected: dict[str, list[str]] = {}
+    for name, value in message.raw_items():
+        key = str(name).strip().lower()
+        if key:
+            collected.setdefault(key, []).append(decode_header_value(str(value), fallback=charset))
+    return {key: tuple(values) for key, values in collected.items()}
+
+
+# -- addresses -----------------------------------------------------------------------------
+
+
+def _clean_name(name: str, email_address: str | None) -> str:
+    if "=?" in name or "\n" in name or "\r" in name or _SURROGATE.search(name):
+        name = decode_header_value(name)
+    name = name.strip().strip("\"'").strip()
+    if email_address and name.strip("<>").lower() == email_address.lower():
+        return ""
+    return name
+
+
+def _to_address(name: str, address: str) -> Address | None:
+    normalized = normalize_email(address)
+    if not normalized or "@" not in normalized:
+        return None
+    return Address(email=normalized, name=_clean_name(name, normalized))
+
+
+def _stdlib_pairs(message: Message, header: str, charset: str | None) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for raw in raw_values(message, header):
+        data = raw.encode("utf-8", "surrogateescape").replace(b"\r", b"").replace(b"\n", b"")
+        pairs.extend(getaddresses([decode_bytes(data, None, fallback=charset)]))
+    return pairs
+
+
+def _pairs(message: Message, parsed: Any, header: str, charset: str | None) -> Iterable[Any]:
+    if parsed is not None:
+        try:
+            value = getattr(parsed, header.replace("-", "_") + "_")
+        except Exception:
+            value = None
+        # mail-parser escapes undecodable bytes in names as "\udcXX" text: decode ourselves.
+        if isinstance(value, list) and value and not any("\\udc" in str(v) for v in value):
+            return value
+    return _stdlib_pairs(message, header, charset)
+
+
+def addresses(
+    message: Message, parsed: Any, header: str, charset: str | None
+) -> tuple[Address, ...]:
+    seen: dict[str, Address] = {}
+    for pair in _pairs(message, parsed, header, charset):
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            continue
+        address = _to_address(str(pair[0]), str(pair[1]))
+        if address is not None and address.email is not None:
+            seen.setdefault(address.email.lower(), address)
+    return tuple(seen.values())
+
+
+def sender_address(message: Message, parsed: Any, charset: str | None) -> Address:
+    """From, else Sender, else Return-Path; a name-only From (``MAILER-DAEMON <>``) is kept."""
+    for header in ("from", "sender", "return-path"):
+        found = addresses(message, parsed if header == "from" else None, header, charset)
+        if found:
+            return found[0]
+    for name, address in _stdlib_pairs(message, "from", charset):
+        label = _clean_name(name, None) or address.strip()
+        if label:
+            return Address(email=None, name=label)
+    raw_from = raw_values(message, "from")
+    return Address(email=None, name=decode_header_value(raw_from[0]) if raw_from else "")
+
+
+# -- ids and dates -------------------------------------------------------------------------
+
+
+def message_id(message: Message) -> str | None:
+    for raw in raw_values(message, "message-id"):
+        ids = id_list([raw])
+        if ids:
+            return ids[0]
+        token = decode_header_value(raw).strip().strip("<>").split()
+        if token:
+            return f"<{token[0]}>"
+    return None
+
+
+def id_list(values: Iterable[object]) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    for value in values:
+        text = decode_header_value(str(value))
+        for mid in _MSG_ID.findall(text) or _BARE_ID.findall(text):
+            found.setdefault(f"<{mid}>", None)
+    ids = tuple(found)
+    if len(ids) > _MAX_REFERENCES:
+        return (ids[0], *ids[-(_MAX_REFERENCES - 1) :])
+    return ids
+
+
+def aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _parse_date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return aware(parsed) if isinstance(parsed, datetime) else None
+
+
+def sent_at(message: Message, parsed: Any) -> datetime | None:
+    """The Date header as an aware datetime in the sender's offset; None when unparseable.
+
+    mail-parser's strict RFC 5322 reading decides the instant; the email package supplies the
+    exact offset (mail-parser keeps it only as rounded hours) and parses what mail-parser
+    refuses.
+    """
+    raw = raw_values(message, "date")
+    lenient = _parse_date(decode_header_value(raw[0])) if raw else None
+    value = getattr(parsed, "date", None) if parsed is not None else None
+    if not isinstance(value, datetime):
+        return lenient
+    value = aware(value)
+    if lenient is not None and lenient == value:
+        return lenient
+    try:
+        hours = float(getattr(parsed, "timezone", 0) or 0)
+        return value.astimezone(timezone(timedelta(hours=hours)))
+    except (TypeError, ValueError, OverflowError):
+        return value
+
+
+def received_header_date(message: Message) -> datetime | None:
+    for raw in raw_values(message, "received")[:1]:
+        _, semicolon, date = decode_header_value(raw).rpartition(";")
+        if semicolon:
+            return _parse_date(date.strip())
+    return None

@@ -1,0 +1,255 @@
+"""Raw RFC 822 bytes -> :class:`~inbox_daemon.messages.InboundMessage`.
+
+This module owns :func:`parse_message`, the single entry point of the email channel's parser.
+mail-parser (``mailparser``) parses the bytes once and supplies the MIME tree, the address
+lists and the date; the standard ``email`` package fills the gaps (raw header access, charset
+fallbacks, body and attachment extraction in :mod:`.mime`) and takes over completely when
+mail-parser raises. Loop flags come from :mod:`.loops`, quote stripping from :mod:`.quotes`.
+
+Only two outcomes exist: an :class:`InboundMessage`, or :class:`RejectedMessage` with a reason
+(empty input, no headers, an Outlook ``.msg`` file, or bytes neither parser can read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import hashlib
+import logging
+import re
+from collections.abc import Collection
+from datetime import datetime
+from email.message import Message
+from typing import Any
+
+import mailparser
+
+from inbox_daemon.channels.email.fields import (
+    Headers,
+    addresses,
+    aware,
+    decode_headers,
+    fallback_charset,
+    id_list,
+    message_id,
+    raw_values,
+    received_header_date,
+    sender_address,
+    sent_at,
+)
+from inbox_daemon.channels.email.html_text import html_to_text
+from inbox_daemon.channels.email.loops import (
+    detect_flags,
+    heuristic_failed_recipients,
+    is_from_us,
+    sender_is_ours,
+)
+from inbox_daemon.channels.email.mime import extract_content
+from inbox_daemon.channels.email.quotes import strip_quoted_reply
+from inbox_daemon.errors import RejectedMessage
+from inbox_daemon.messages import ChannelKind, InboundMessage
+
+__all__ = ["SYNTHETIC_ID_DOMAIN", "is_from_us", "parse_message", "strip_quoted_reply"]
+
+log = logging.getLogger(__name__)
+if logging.getLogger("mailparser").level == logging.NOTSET:
+    # mail-parser logs a WARNING for every MIME part type it does not know; not our news.
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+#: Domain of the Message-IDs we make up for mail that has none.
+SYNTHETIC_ID_DOMAIN = "inbox-daemon.invalid"
+
+_MAX_MAILPARSER_HEADERS = 128 * 1024
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_NEWLINES = re.compile(r"\r\n?")
+
+_MAIL_HEADERS = frozenset(
+    {
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "return-path",
+        "received",
+        "delivered-to",
+        "envelope-to",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+        "dkim-signature",
+        "authentication-results",
+        "received-spf",
+        "auto-submitted",
+        "precedence",
+        "thread-topic",
+        "thread-index",
+        "importance",
+        "user-agent",
+    }
+)
+_MAIL_HEADER_PREFIXES = ("x-", "list-", "resent-", "arc-", "content-")
+
+
+def parse_message(
+    raw: bytes,
+    *,
+    channel_mailbox: str,
+    external_id: str,
+    our_addresses: Collection[str] = (),
+    received_at: datetime | None = None,
+) -> InboundMessage:
+    """Parse one raw mail into an :class:`InboundMessage`.
+
+    ``our_addresses`` are the daemon's own mailbox addresses (``@domain`` entries match a whole
+    domain): mail sent from one of them is flagged ``auto_reply`` so it is never answered (a
+    loop guard); :func:`is_from_us` tells the reason apart. ``received_at`` defaults to the date
+    of the newest ``Received`` header. Raises :class:`RejectedMessage` and nothing else.
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise RejectedMessage(f"raw message must be bytes, not {type(raw).__name__}")
+    raw = bytes(raw)
+    if not raw.strip():
+        raise RejectedMessage("empty message")
+    if raw.startswith(_OLE2_MAGIC):
+        raise RejectedMessage("Outlook .msg file (OLE2 compound document), not an RFC 822 message")
+    parsed, message = _parse_tree(raw)
+    if not _has_mail_headers(message):
+        raise RejectedMessage("no mail headers found: not an RFC 822 message")
+    args = (raw, channel_mailbox, external_id, our_addresses, received_at)
+    try:
+        return _build(message, parsed, *args)
+    except RejectedMessage:
+        raise
+    except Exception as exc:  # retry without mail-parser, then reject
+        if parsed is None:
+            raise RejectedMessage(f"cannot parse message: {type(exc).__name__}: {exc}") from exc
+        log.warning("building from mail-parser output failed, using the email package: %r", exc)
+    try:
+        # mail-parser's tree is the email package's own (compat32): reuse it, without parsed.
+        return _build(message, None, *args)
+    except RejectedMessage:
+        raise
+    except Exception as exc:
+        raise RejectedMessage(f"cannot parse message: {type(exc).__name__}: {exc}") from exc
+
+
+def _has_mail_headers(message: Message) -> bool:
+    """At least one header that mail carries (a text whose first line has a colon is not mail)."""
+    for key, _ in message.raw_items():
+        name = str(key).strip().lower()
+        if name in _MAIL_HEADERS or name.startswith(_MAIL_HEADER_PREFIXES):
+            return True
+    return False
+
+
+def _header_block_size(raw: bytes) -> int:
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n"), raw.find(b"\r\r")) if i >= 0]
+    return min(ends) if ends else len(raw)
+
+
+def _stdlib_parse(raw: bytes) -> Message:
+    return email.message_from_bytes(raw, policy=email.policy.compat32)
+
+
+def _parse_tree(raw: bytes) -> tuple[Any, Message]:
+    """mail-parser's result and its MIME tree; the email package alone if mail-parser fails.
+
+    Huge header blocks skip mail-parser: its header decoding (``email.header.decode_header``,
+    run twice per header) is quadratic in the number of encoded words.
+    """
+    try:
+        if _header_block_size(raw) > _MAX_MAILPARSER_HEADERS:
+            raise ValueError("header block too large for mail-parser")
+        parsed = mailparser.parse_from_bytes(raw)
+        message = parsed.message
+        if isinstance(message, Message):
+            return parsed, message
+    except Exception as exc:  # mail-parser raises many kinds on bad input
+        log.debug("mail-parser failed (%r), falling back to the email package", exc)
+    try:
+        return None, _stdlib_parse(raw)
+    except Exception as exc:  # RecursionError on absurd nesting, and others
+        raise RejectedMessage(f"cannot parse message: {type(exc).__name__}: {exc}") from exc
+
+
+def _build(
+    message: Message,
+    parsed: Any,
+    raw: bytes,
+    mailbox: str,
+    external_id: str,
+    our_addresses: Collection[str],
+    received_at: datetime | None,
+) -> InboundMessage:
+    charset = fallback_charset(message)
+    headers = decode_headers(message, charset)
+    subject = _first(headers, "subject")
+    content = extract_content(message, fallback_charset=charset)
+    text = "\n".join(part for part in content.text_parts if part.strip())
+    html = "\n".join(part for part in content.html_parts if part.strip()) or None
+    if not text.strip() and html is not None:
+        text = html_to_text(html)
+    sender = sender_address(message, parsed, charset)
+    content_hash = hashlib.sha256(raw).hexdigest()
+    content_type = message.get_content_type()
+    report_type = _param(message, "report-type") if content_type == "multipart/report" else ""
+    flags = detect_flags(
+        headers,
+        subject=subject,
+        sender=sender,
+        content_type=content_type,
+        report_type=report_type,
+        delivery_status=content.delivery_status,
+        from_us=sender_is_ours(sender, our_addresses),
+    )
+    to = addresses(message, parsed, "to", charset)
+    cc = addresses(message, parsed, "cc", charset)
+    if flags.bounce and not flags.failed_recipients:
+        ours = [a.email for a in (*to, *cc) if a.email]
+        ours.extend(headers.get("delivered-to", ()))
+        found = heuristic_failed_recipients(message, raw, exclude=ours)
+        if found:
+            flags = dataclasses.replace(flags, failed_recipients=found)
+    return InboundMessage(
+        channel=ChannelKind.EMAIL,
+        mailbox=mailbox,
+        external_id=external_id,
+        sender=sender,
+        subject=subject,
+        text=_NEWLINES.sub("\n", text),
+        html=_NEWLINES.sub("\n", html) if html is not None else None,
+        message_id=message_id(message) or f"<{content_hash[:32]}@{SYNTHETIC_ID_DOMAIN}>",
+        in_reply_to=id_list(raw_values(message, "in-reply-to")),
+        references=id_list(raw_values(message, "references")),
+        to=to,
+        cc=cc,
+        reply_to=addresses(message, parsed, "reply-to", charset),
+        attachments=tuple(content.attachments),
+        flags=flags,
+        headers=headers,
+        sent_at=sent_at(message, parsed),
+        received_at=aware(received_at) if received_at else received_header_date(message),
+        content_hash=content_hash,
+    )
+
+
+def _first(headers: Headers, name: str) -> str:
+    values = headers.get(name)
+    return values[0] if values else ""
+
+
+def _param(message: Message, name: str) -> str:
+    try:
+        value = message.get_param(name)
+    except Exception:
+        return ""
+    return value.strip().lower() if isinstance(value, str) else ""

@@ -1,0 +1,588 @@
+"""The channel-agnostic intake pipeline.
+
+receipt (idempotency) → threading → create / append / reopen / follow-up → route → persist,
+all in one transaction per message, together with the mailbox checkpoint. The channel
+acknowledges the message at its source only after this returns.
+
+Loop safety: mail from our own addresses is ignored; auto-replies and bounces are recorded on
+the case they answer (a bounce marks our outgoing message failed) and never reopen it or
+start a case; unparseable or unstorable messages go to quarantine with their raw bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.acknowledge import AckTemplates, queue_acknowledgement
+from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.directory import AssignmentStrategy
+from inbox_daemon.cases.enums import (
+    ActivityKind,
+    ActivityState,
+    Direction,
+    Origin,
+    Priority,
+    Status,
+)
+from inbox_daemon.cases.model import Actor, Case, find_case_number
+from inbox_daemon.channels.base import Delivery, IngestResult
+from inbox_daemon.errors import CaseRuleError, NotFoundError
+from inbox_daemon.logging import get_logger
+from inbox_daemon.messages import ChannelKind, InboundMessage
+from inbox_daemon.router.assign import pick_assignee
+from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate, explain
+from inbox_daemon.router.loader import LoadedRules
+from inbox_daemon.service import CaseService
+from inbox_daemon.store import cases as repo
+from inbox_daemon.store import intake
+from inbox_daemon.store.files import FileStore
+from inbox_daemon.store.tables import (
+    ActivityRow,
+    AttachmentRow,
+    CaseRow,
+    QuarantineRow,
+    ReceiptRow,
+)
+
+log = get_logger("inbox_daemon.ingest")
+
+MAX_TITLE = 500
+MAX_DESCRIPTION = 4000
+
+
+@dataclass(frozen=True)
+class IntakeOptions:
+    our_addresses: frozenset[str] = frozenset()
+    #: Acknowledgement templates; None: new cases are not acknowledged.
+    acknowledgements: AckTemplates | None = None
+    #: At most this many automatic answers to one sender per hour.
+    auto_answers_per_hour: int = 3
+    #: A reply to a case resolved longer ago than this opens a follow-up case.
+    reopen_window: timedelta | None = None
+    #: Failures of one message before it is set aside in quarantine.
+    max_attempts: int = 3
+
+
+class Ingestor:
+    """The sink every channel feeds: ``await ingestor(delivery) -> IngestResult``."""
+
+    def __init__(
+        self,
+        service: CaseService,
+        *,
+        files: FileStore,
+        quarantine: FileStore,
+        rules: Callable[[], LoadedRules | None] = lambda: None,
+        options: IntakeOptions | None = None,
+    ) -> None:
+        self.service = service
+        self.db = service.db
+        self.files = files
+        self.quarantine_files = quarantine
+        self.rules = rules
+        self.options = options or IntakeOptions()
+        self._failures: dict[tuple[str, str, str], int] = {}
+
+    async def __call__(self, delivery: Delivery) -> IngestResult:
+        key = (delivery.channel, delivery.mailbox, delivery.external_id)
+        try:
+            result = await self._ingest(delivery)
+        except IntegrityError:
+            # Another instance committed the same message first: that is a duplicate.
+            async with self.db.transaction() as session:
+                if await intake.receipt_for_source(session, *key) is not None:
+                    return IngestResult("duplicate")
+            return await self._failed(delivery, key, "integrity error")
+        except Exception as exc:
+            return await self._failed(delivery, key, f"{type(exc).__name__}: {exc}")
+        self._failures.pop(key, None)
+        if result.queued_outgoing:  # committed: the outbox may send the acknowledgement now
+            self.service.outgoing_queued()
+        log.info(
+            "message taken in",
+            channel=delivery.channel,
+            mailbox=delivery.mailbox,
+            external_id=delivery.external_id,
+            message_id=delivery.message.message_id if delivery.message else None,
+            outcome=result.outcome,
+            case=result.case_number,
+        )
+        return result
+
+    async def _failed(
+        self, delivery: Delivery, key: tuple[str, str, str], reason: str
+    ) -> IngestResult:
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        log.warning(
+            "message could not be stored",
+            channel=delivery.channel,
+            mailbox=delivery.mailbox,
+            external_id=delivery.external_id,
+            attempt=count,
+            error=reason,
+        )
+        if count < self.options.max_attempts:
+            raise
+        self._failures.pop(key, None)
+        async with self.db.transaction() as session:
+            return await self._quarantine(
+                session, delivery, f"could not be stored after {count} attempts: {reason}"
+            )
+
+    # --- the transaction -----------------------------------------------------------------
+
+    async def retry_quarantined(self, quarantine_id: int, delivery: Delivery) -> IngestResult:
+        """Take a quarantined message in again (``delivery`` carries it freshly parsed)."""
+        async with self.db.transaction() as session:
+            row = await session.get(QuarantineRow, quarantine_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"no quarantined message #{quarantine_id}")
+            if row.state != "held":
+                raise CaseRuleError(f"quarantined message #{quarantine_id} was already {row.state}")
+            if delivery.message is None:
+                row.reason = delivery.error or row.reason
+                row.updated_at = self.service.clock()
+                return IngestResult("quarantined", detail=row.reason)
+            await intake.forget_receipt(session, row.channel, row.mailbox, row.external_id)
+            result = await self._take(session, delivery, delivery.message)
+            row.state = "retried"
+            row.updated_at = self.service.clock()
+            return result
+
+    async def _ingest(self, delivery: Delivery) -> IngestResult:
+        async with self.db.transaction() as session:
+            source = (delivery.channel, delivery.mailbox, delivery.external_id)
+            if await intake.receipt_for_source(session, *source) is not None:
+                return IngestResult("duplicate", detail="already taken in from this source")
+            msg = delivery.message
+            if msg is None:
+                result = await self._quarantine(session, delivery, delivery.error or "unparseable")
+            else:
+                result = await self._take(session, delivery, msg)
+            if delivery.checkpoint is not None:
+                await intake.save_checkpoint(
+                    session, delivery.mailbox, delivery.checkpoint, self.service.clock()
+                )
+            return result
+
+    async def _take(
+        self, session: AsyncSession, delivery: Delivery, msg: InboundMessage
+    ) -> IngestResult:
+        now = self.service.clock()
+        if msg.message_id and msg.content_hash:
+            prior = await intake.receipt_for_content(session, msg.message_id, msg.content_hash)
+            if prior is not None:
+                self._receipt(session, delivery, None, "duplicate", prior.activity_id, now)
+                return IngestResult("duplicate", detail=f"same message as {prior.external_id}")
+        receipt = self._receipt(session, delivery, msg, "pending", None, now)
+        await session.flush()  # take the unique keys now: a concurrent twin fails here
+        result = await self._place(session, msg, now)
+        receipt.outcome = result.outcome
+        receipt.activity_id = result.activity_id
+        return result
+
+    def _receipt(
+        self,
+        session: AsyncSession,
+        delivery: Delivery,
+        msg: InboundMessage | None,
+        outcome: str,
+        activity_id: int | None,
+        now: datetime,
+    ) -> ReceiptRow:
+        row = ReceiptRow(
+            channel=delivery.channel,
+            mailbox=delivery.mailbox,
+            external_id=delivery.external_id,
+            message_id=msg.message_id if msg else None,
+            content_hash=msg.content_hash if msg else None,
+            activity_id=activity_id,
+            outcome=outcome,
+            created_at=now,
+        )
+        session.add(row)
+        return row
+
+    async def _quarantine(
+        self, session: AsyncSession, delivery: Delivery, reason: str
+    ) -> IngestResult:
+        now = self.service.clock()
+        sha, size = self.quarantine_files.put(delivery.raw)
+        source = (delivery.channel, delivery.mailbox, delivery.external_id)
+        row = await intake.quarantined(session, *source)
+        if row is None:
+            session.add(
+                QuarantineRow(
+                    channel=delivery.channel,
+                    mailbox=delivery.mailbox,
+                    external_id=delivery.external_id,
+                    sha256=sha,
+                    size=size,
+                    reason=reason,
+                    state="held",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        else:
+            row.reason, row.state, row.updated_at = reason, "held", now
+        if await intake.receipt_for_source(session, *source) is None:
+            self._receipt(session, delivery, None, "quarantined", None, now)
+        log.warning(
+            "message quarantined",
+            channel=delivery.channel,
+            mailbox=delivery.mailbox,
+            external_id=delivery.external_id,
+            reason=reason,
+        )
+        return IngestResult("quarantined", detail=reason)
+
+    # --- threading and the case --------------------------------------------------------------
+
+    async def _thread(self, session: AsyncSession, msg: InboundMessage) -> CaseRow | None:
+        """The case a message belongs to: by Message-ID, Slack thread, or case number."""
+        row = await intake.case_by_message_ids(session, msg.thread_ids)
+        if row is None and msg.slack_channel and msg.slack_thread_ts:
+            row = await intake.case_by_slack_thread(session, msg.slack_channel, msg.slack_thread_ts)
+        if row is None:
+            number = find_case_number(msg.subject)
+            if number is not None:
+                row = await intake.case_by_number(session, number)
+        return row
+
+    async def _place(
+        self, session: AsyncSession, msg: InboundMessage, now: datetime
+    ) -> IngestResult:
+        sender = (msg.sender.email or "").lower()
+        if sender and sender in self.options.our_addresses:
+            return IngestResult("ignored", detail="sent from one of our own addresses")
+        actor = Actor.channel(f"{msg.channel.value}:{msg.mailbox}")
+        case_row = await self._thread(session, msg)
+        if msg.flags.auto_reply or msg.flags.bounce:
+            return await self._automatic(session, msg, case_row, actor, now)
+        if case_row is None:
+            case_row, decision = await self._new_case(session, msg, actor, now)
+            activity = await self._activity(session, case_row, msg, actor, now)
+            acked = await self._acknowledge(session, case_row, activity, decision, now)
+            return IngestResult("created", case_row.number, activity.id, queued_outgoing=acked)
+        outcome = await self.service.change_in(
+            session,
+            case_row,
+            lifecycle.CustomerReplied(self.options.reopen_window),
+            actor,
+            detail={"message_id": msg.message_id},
+        )
+        if any(isinstance(e, lifecycle.OpenFollowUp) for e in outcome.effects):
+            parent = case_row
+            case_row, decision = await self._new_case(session, msg, actor, now, parent=parent)
+            activity = await self._activity(session, case_row, msg, actor, now)
+            acked = await self._acknowledge(session, case_row, activity, decision, now)
+            return IngestResult(
+                "follow_up", case_row.number, activity.id, parent.number, queued_outgoing=acked
+            )
+        activity = await self._activity(session, case_row, msg, actor, now)
+        if outcome.case.status is Status.REOPENED and outcome.changed:
+            await self._reroute(session, case_row, msg, now)
+            return IngestResult("reopened", case_row.number, activity.id)
+        return IngestResult("appended", case_row.number, activity.id)
+
+    async def _automatic(
+        self,
+        session: AsyncSession,
+        msg: InboundMessage,
+        case_row: CaseRow | None,
+        actor: Actor,
+        now: datetime,
+    ) -> IngestResult:
+        kind = "bounce" if msg.flags.bounce else "auto-reply"
+        if case_row is None:
+            log.info("automatic mail answering nothing ignored", kind=kind,
+                     message_id=msg.message_id, mailbox=msg.mailbox)  # fmt: skip
+            return IngestResult("ignored", detail=f"{kind} that answers none of our messages")
+        activity = await self._activity(session, case_row, msg, actor, now)
+        detail: dict[str, Any] = {"activity": activity.id, "message_id": msg.message_id}
+        if msg.flags.bounce:
+            ours = await intake.outgoing_by_message_ids(session, msg.thread_ids)
+            if ours is not None:
+                failed = ", ".join(msg.flags.failed_recipients) or "recipient"
+                await intake.mark_bounced(session, ours.id, f"bounced: {failed}", now)
+                detail["failed_activity"] = ours.id
+        repo.audit(session, case_row.id, at=now, actor=actor,
+                   action=kind.replace("-", "_") + "_recorded", detail=detail)  # fmt: skip
+        return IngestResult("recorded", case_row.number, activity.id, kind)
+
+    async def _new_case(
+        self,
+        session: AsyncSession,
+        msg: InboundMessage,
+        actor: Actor,
+        now: datetime,
+        parent: CaseRow | None = None,
+    ) -> tuple[CaseRow, RoutingDecision]:
+        facts = ThreadFacts(
+            is_reply=bool(msg.thread_ids),
+            customer_has_open_cases=await intake.has_open_cases(
+                session, email=msg.sender.email, slack=msg.sender.slack_user
+            ),
+        )
+        rules = self.rules()
+        decision = evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
+        draft = self._draft(msg, decision, rules, now)
+        draft = await self._assignee(session, draft, decision, rules, now)
+        _case, row = await self.service.create_in(
+            session, draft, actor, parent_id=parent.id if parent else None
+        )
+        if decision.tags:
+            row.tags = sorted(set(decision.tags))
+        if rules is not None:
+            repo.audit(
+                session,
+                row.id,
+                at=now,
+                actor=Actor.rule(", ".join(decision.rules_fired) or "default"),
+                action="routed",
+                detail={
+                    "rules_fired": list(decision.rules_fired),
+                    "rules_version": decision.rules_version,
+                    "tags": list(decision.tags),
+                },
+            )
+        await self._after_routing(session, row, decision)
+        return row, decision
+
+    async def _acknowledge(
+        self,
+        session: AsyncSession,
+        case_row: CaseRow,
+        activity: ActivityRow,
+        decision: RoutingDecision,
+        now: datetime,
+    ) -> bool:
+        """Queue the acknowledgement of a new case from email, unless it must not be sent."""
+        templates = self.options.acknowledgements
+        if templates is None or activity.channel != ChannelKind.EMAIL.value:
+            return False
+        queued = await queue_acknowledgement(
+            session,
+            case_row,
+            activity,
+            template=templates.for_mailbox(activity.mailbox),
+            our_address=self.options.our_addresses,
+            now=now,
+            message_domain=self.service.message_domain,
+            limit=self.options.auto_answers_per_hour,
+            skip=decision.skip_acknowledgement,
+        )
+        return queued is not None
+
+    def _draft(
+        self,
+        msg: InboundMessage,
+        decision: RoutingDecision,
+        rules: LoadedRules | None,
+        now: datetime,
+    ) -> Case:
+        queue = decision.queue
+        team = decision.team
+        priority = decision.priority
+        if rules is not None and queue in rules.directory.queues:
+            q = rules.directory.queues[queue]
+            team = team or q.team
+            priority = priority or q.default_priority
+        priority = priority or Priority.MEDIUM
+        first_due = resolve_due = None
+        sla = decision.sla
+        if rules is not None and sla is not None and sla in rules.sla:
+            due = rules.sla[sla].due_dates(now, priority, rules.calendar_for(sla))
+            first_due, resolve_due = due.first_response_due, due.resolve_by_due
+        title = " ".join(msg.subject.split())[:MAX_TITLE] or _first_line(msg.text) or "(no subject)"
+        return Case(
+            number="",
+            title=title,
+            origin=Origin.SLACK if msg.channel is ChannelKind.SLACK else Origin.EMAIL,
+            priority=priority,
+            description=msg.text[:MAX_DESCRIPTION],
+            contact_email=(msg.sender.email or "").lower() or None,
+            contact_slack=msg.sender.slack_user,
+            contact_name=msg.sender.name[:200],
+            category=decision.category,
+            reason=decision.reason,
+            queue=queue,
+            owner_team=team,
+            owner_user=decision.user,
+            first_response_due=first_due,
+            resolve_by_due=resolve_due,
+        )
+
+    async def _assignee(
+        self,
+        session: AsyncSession,
+        draft: Case,
+        decision: RoutingDecision,
+        rules: LoadedRules | None,
+        now: datetime,
+    ) -> Case:
+        if draft.owner_user is not None or draft.owner_team is None or rules is None:
+            return draft
+        team = rules.directory.teams.get(draft.owner_team)
+        if team is None:
+            return draft
+        strategy = decision.strategy or team.strategy
+        if strategy is AssignmentStrategy.NONE:
+            return draft
+        last = await intake.last_assigned(session, team.id)
+        counts = (
+            await repo.open_case_counts(session)
+            if strategy is AssignmentStrategy.LEAST_OPEN
+            else {}
+        )
+        user = pick_assignee(
+            team, rules.directory, strategy, last_assigned=last, open_counts=counts
+        )
+        if user is None:
+            return draft
+        if strategy is AssignmentStrategy.ROUND_ROBIN:
+            await intake.save_rotation(session, team.id, user, now)
+        return replace(draft, owner_user=user)
+
+    async def _after_routing(
+        self, session: AsyncSession, row: CaseRow, decision: RoutingDecision
+    ) -> None:
+        actor = Actor.rule(", ".join(decision.rules_fired) or "default")
+        try:
+            if decision.status is Status.ESCALATED:
+                await self.service.change_in(session, row, lifecycle.Escalate(), actor)
+            elif decision.status in (Status.WAITING_FOR_RESPONSE, Status.ON_HOLD,
+                                     Status.IN_PROGRESS):  # fmt: skip
+                await self.service.change_in(
+                    session, row, lifecycle.SetStatus(decision.status), actor
+                )
+        except CaseRuleError as exc:
+            log.warning("routing status not applied", case=row.number, error=str(exc))
+        for note in decision.notes:
+            now = self.service.clock()
+            session.add(
+                ActivityRow(
+                    case_id=row.id,
+                    kind=ActivityKind.NOTE.value,
+                    direction=Direction.INTERNAL.value,
+                    state=ActivityState.COMPLETED.value,
+                    body_text=note,
+                    actor=str(actor),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    async def _reroute(
+        self, session: AsyncSession, row: CaseRow, msg: InboundMessage, now: datetime
+    ) -> None:
+        """A reopened case goes back through the rules: what a firing rule sets moves it.
+
+        Fields that only the ``default`` filled in are left alone, so a reopened case stays in
+        the queue it returns to unless a rule says otherwise.
+        """
+        rules = self.rules()
+        if rules is None:
+            return
+        facts = ThreadFacts(is_reply=True, is_reopen=True, current_priority=Priority(row.priority))
+        explanation = explain(rules.rules, msg, facts, now)
+        decision = explanation.decision
+        if not decision.rules_fired:
+            return
+        fired = set(decision.rules_fired)
+        source = explanation.sources
+
+        def by_rule(name: str) -> bool:
+            return source.get(name) in fired
+
+        queue = decision.queue if by_rule("queue") else None
+        team_from_queue = queue is not None and source.get("team", "").startswith("queue ")
+        team = decision.team if by_rule("team") or team_from_queue else None
+        actor = Actor.rule(", ".join(decision.rules_fired))
+        if queue or team:
+            await self.service.change_in(
+                session, row, lifecycle.Assign(team=team, queue=queue), actor,
+                detail={"rules_version": decision.rules_version},
+            )  # fmt: skip
+        if by_rule("priority") and decision.priority and decision.priority.value != row.priority:
+            await self.service.change_in(
+                session, row, lifecycle.Edit({"priority": decision.priority}), actor
+            )
+        await self._after_routing(session, row, decision)
+
+    async def _activity(
+        self,
+        session: AsyncSession,
+        case_row: CaseRow,
+        msg: InboundMessage,
+        actor: Actor,
+        now: datetime,
+    ) -> ActivityRow:
+        flags = msg.flags
+        activity = ActivityRow(
+            case_id=case_row.id,
+            kind=(ActivityKind.SLACK_MESSAGE if msg.channel is ChannelKind.SLACK
+                  else ActivityKind.EMAIL).value,
+            direction=Direction.INCOMING.value,
+            state=ActivityState.COMPLETED.value,
+            channel=msg.channel.value,
+            mailbox=msg.mailbox,
+            subject=msg.subject[:1000],
+            body_text=msg.text,
+            body_html=msg.html,
+            sender=msg.sender.email or msg.sender.slack_user,
+            recipients=[a.email or a.slack_user or "" for a in msg.to],
+            cc=[a.email or "" for a in msg.cc],
+            message_id=msg.message_id,
+            in_reply_to=msg.in_reply_to[0] if msg.in_reply_to else None,
+            references=list(msg.references),
+            slack_channel=msg.slack_channel,
+            slack_ts=msg.slack_ts,
+            slack_thread_ts=msg.slack_thread_ts,
+            automatic=flags.automatic,
+            flags={
+                "auto_reply": flags.auto_reply,
+                "bounce": flags.bounce,
+                "mailing_list": flags.mailing_list,
+                "failed_recipients": list(flags.failed_recipients),
+            },
+            actor=str(actor),
+            created_at=now,
+            updated_at=now,
+        )  # fmt: skip
+        session.add(activity)
+        await session.flush()
+        for att in msg.attachments:
+            if att.content is not None:
+                sha, size = self.files.put(att.content)
+            elif att.path is not None:
+                sha, size = self.files.put_file(att.path)
+            else:
+                continue
+            session.add(
+                AttachmentRow(
+                    activity_id=activity.id,
+                    sha256=sha,
+                    size=size,
+                    filename=att.filename[:255],
+                    content_type=att.content_type[:255],
+                    content_id=att.content_id,
+                    inline=att.inline,
+                )
+            )
+        return activity
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:MAX_TITLE]
+    return ""

@@ -1,0 +1,390 @@
+"""The outbox: delivers pending outgoing activities through their channel.
+
+One pass (:meth:`Outbox.run_once`) claims the due rows (``pending`` and due, or ``sending``
+whose lease ran out because a daemon died mid-send) in a short transaction of its own, setting
+``delivery_state = sending`` and a lease (``next_attempt_at`` holds the lease's end), and commits
+before anything is sent. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``, so several daemons
+share the work without sending a message twice; SQLite transactions are serialised by
+``BEGIN IMMEDIATE``. Then each message goes to the sender of its channel and its row is marked:
+``sent``; or ``pending`` again with an exponential, jittered back-off and the error; or
+``failed`` (a permanent error, or too many attempts), with a ``delivery_failed`` audit event on
+the case in the same transaction. A resend after a crash carries the Message-ID stored on the row,
+never a new one, so the customer's mail client shows a duplicate at worst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.cases.enums import DeliveryState, Direction
+from inbox_daemon.cases.model import Actor
+from inbox_daemon.channels.email.compose import reply_subject
+from inbox_daemon.errors import DeliveryError, PermanentDeliveryError
+from inbox_daemon.logging import get_logger
+from inbox_daemon.messages import (
+    Address,
+    Attachment,
+    ChannelKind,
+    DeliveryReceipt,
+    OutboundMessage,
+)
+from inbox_daemon.store import cases as repo
+from inbox_daemon.store.db import Database
+from inbox_daemon.store.files import FileStore
+from inbox_daemon.store.tables import ActivityRow, AttachmentRow, CaseRow
+
+__all__ = ["Claim", "Outbox", "OutboxPolicy", "Sender", "build_message"]
+
+log = get_logger("inbox_daemon.outbox")
+
+OUTBOX = Actor.system("outbox")
+MAX_ERROR = 2000
+
+
+class Sender(Protocol):
+    """What the outbox needs of a channel: ``channels.base.OutboundChannel`` satisfies it."""
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt: ...
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    #: Attempts before a message is given up as failed.
+    max_attempts: int = 8
+    base_backoff: timedelta = timedelta(seconds=30)
+    max_backoff: timedelta = timedelta(hours=1)
+    #: Each delay is stretched or shrunk by up to this fraction, so retries do not bunch up.
+    jitter: float = 0.2
+    #: Rows claimed per pass.
+    batch_size: int = 20
+    #: Messages of one batch sent at the same time.
+    concurrency: int = 4
+    #: A claimed row not marked within this time is taken again (its daemon died mid-send).
+    lease: timedelta = timedelta(minutes=10)
+    #: One send may take this long, then it counts as a transient failure. A batch thus ends
+    #: well within its lease: batch_size / concurrency * send_timeout < lease.
+    send_timeout: timedelta = timedelta(seconds=90)
+
+    def backoff(self, attempts: int, rng: random.Random) -> timedelta:
+        """The wait after the ``attempts``-th failed attempt: 30 s, 1 min, 2 min … at most 1 h."""
+        base = self.base_backoff.total_seconds() * 2 ** max(attempts - 1, 0)
+        seconds = min(base, self.max_backoff.total_seconds())
+        return timedelta(seconds=seconds * rng.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row taken for delivery: the lease we set on it, and the message (or why there is none)."""
+
+    activity_id: int
+    case_id: int
+    lease: datetime
+    attempts: int
+    message: OutboundMessage | None
+    error: str | None = None
+
+
+def build_message(
+    activity: ActivityRow, case: CaseRow, attachments: Sequence[Attachment] = ()
+) -> OutboundMessage:
+    """The message an outgoing activity stands for, with the Message-ID stored on the row."""
+    if not activity.message_id:
+        raise PermanentDeliveryError(activity.channel or "?", f"activity {activity.id} has no id")
+    channel = ChannelKind(activity.channel or "")
+    if channel is ChannelKind.EMAIL:
+        contact = (case.contact_email or "").lower()
+        to = tuple(
+            Address(email=r, name=case.contact_name if r.lower() == contact else "")
+            for r in activity.recipients
+        )
+        subject = reply_subject(activity.subject or case.title, case.number)
+    else:
+        to = tuple(Address(slack_user=r) for r in activity.recipients)
+        subject = activity.subject
+    return OutboundMessage(
+        channel=channel,
+        mailbox=activity.mailbox or "",
+        message_id=activity.message_id,
+        to=to,
+        cc=tuple(Address(email=c) for c in activity.cc),
+        subject=subject,
+        text=activity.body_text,
+        html=activity.body_html,
+        in_reply_to=activity.in_reply_to,
+        references=tuple(activity.references),
+        automatic=activity.automatic,
+        attachments=tuple(attachments),
+        slack_channel=activity.slack_channel,
+        slack_thread_ts=activity.slack_thread_ts,
+        case_number=case.number,
+    )
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount) if isinstance(result, CursorResult) else 0
+
+
+class Outbox:
+    """The delivery worker. ``senders`` maps a channel name (``email``, ``slack``) to its sender.
+
+    Rows of a channel without a sender are left alone (for a daemon running without Slack).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        senders: Mapping[str, Sender],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy: OutboxPolicy | None = None,
+        files: FileStore | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.senders = dict(senders)
+        self.clock = clock
+        self.policy = policy or OutboxPolicy()
+        self.files = files
+        self.rng = rng or random.Random()
+        #: Set it (or call :meth:`wake`) to deliver now rather than at the next interval.
+        self.wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next interval (wired to the service's replies)."""
+        self.wakeup.set()
+
+    # --- one pass ------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim due rows and deliver them; returns how many rows were claimed."""
+        claims = await self.claim()
+        if not claims:
+            return 0
+        gate = asyncio.Semaphore(max(self.policy.concurrency, 1))
+
+        async def deliver(claim: Claim) -> None:
+            async with gate:
+                await self._deliver(claim)
+
+        await asyncio.gather(*(deliver(c) for c in claims))
+        return len(claims)
+
+    async def claim(self) -> list[Claim]:
+        """Take up to a batch of due rows in a short transaction of its own."""
+        if not self.senders:
+            return []
+        now = self.clock()
+        lease = now + self.policy.lease
+        stmt = (
+            select(ActivityRow, CaseRow)
+            .join(CaseRow, CaseRow.id == ActivityRow.case_id)
+            .where(
+                ActivityRow.direction == Direction.OUTGOING.value,
+                ActivityRow.channel.in_(list(self.senders)),
+                ActivityRow.delivery_state.in_(
+                    [DeliveryState.PENDING.value, DeliveryState.SENDING.value]
+                ),
+                or_(ActivityRow.next_attempt_at.is_(None), ActivityRow.next_attempt_at <= now),
+            )
+            .order_by(ActivityRow.next_attempt_at, ActivityRow.id)
+            .limit(self.policy.batch_size)
+        )
+        if self.db.is_postgres:
+            stmt = stmt.with_for_update(skip_locked=True, of=ActivityRow)
+        claims: list[Claim] = []
+        async with self.db.transaction() as session:
+            rows = (await session.execute(stmt)).all()
+            files = await self._attachments(session, [a.id for a, _ in rows])
+            for activity, case in rows:
+                if activity.delivery_state == DeliveryState.SENDING.value:
+                    log.warning("delivery lease expired, sending again", activity=activity.id,
+                                message_id=activity.message_id, case=case.number)  # fmt: skip
+                if activity.attempts >= self.policy.max_attempts:
+                    error = f"gave up after {activity.attempts} attempts: {activity.last_error}"
+                    self._fail_row(session, activity, case, error, now)
+                    continue
+                activity.delivery_state = DeliveryState.SENDING.value
+                activity.next_attempt_at = lease
+                activity.attempts += 1
+                activity.updated_at = now
+                try:
+                    message: OutboundMessage | None = build_message(
+                        activity, case, files.get(activity.id, ())
+                    )
+                    problem = None
+                except (DeliveryError, ValueError) as exc:
+                    message, problem = None, str(exc)
+                claims.append(
+                    Claim(activity.id, case.id, lease, activity.attempts, message, problem)
+                )
+        return claims
+
+    async def _attachments(
+        self, session: AsyncSession, ids: Sequence[int]
+    ) -> dict[int, list[Attachment]]:
+        if not ids or self.files is None:
+            return {}
+        rows = (
+            await session.execute(select(AttachmentRow).where(AttachmentRow.activity_id.in_(ids)))
+        ).scalars()
+        found: dict[int, list[Attachment]] = {}
+        for row in rows:
+            found.setdefault(row.activity_id, []).append(
+                Attachment(
+                    filename=row.filename,
+                    content_type=row.content_type,
+                    size=row.size,
+                    path=self.files.path_for(row.sha256),
+                    content_id=row.content_id,
+                    inline=row.inline,
+                )
+            )
+        return found
+
+    async def _deliver(self, claim: Claim) -> None:
+        if claim.message is None:
+            await self._mark_failed(claim, claim.error or "cannot build the message")
+            return
+        msg = claim.message
+        sender = self.senders[msg.channel.value]
+        try:
+            receipt = await asyncio.wait_for(
+                sender.send(msg), self.policy.send_timeout.total_seconds()
+            )
+        except TimeoutError:
+            await self._retry_or_fail(claim, f"no answer within {self.policy.send_timeout}")
+        except PermanentDeliveryError as exc:
+            await self._mark_failed(claim, str(exc))
+        except DeliveryError as exc:
+            await self._retry_or_fail(claim, str(exc))
+        except Exception as exc:  # a bug in a sender: retried, and given up after the limit
+            log.exception("sender crashed", activity=claim.activity_id, message_id=msg.message_id)
+            await self._retry_or_fail(claim, f"{type(exc).__name__}: {exc}")
+        else:
+            await self._mark_sent(claim, receipt)
+
+    # --- marking -------------------------------------------------------------------------
+
+    async def _mark_sent(self, claim: Claim, receipt: DeliveryReceipt) -> None:
+        values: dict[str, Any] = {
+            "delivery_state": DeliveryState.SENT.value,
+            "sent_at": receipt.sent_at,
+            "next_attempt_at": None,
+            "last_error": None,
+            "updated_at": self.clock(),
+        }
+        if claim.message is not None and claim.message.channel is ChannelKind.SLACK:
+            values["slack_ts"] = receipt.external_id
+        async with self.db.transaction() as session:
+            # Whoever holds the lease now: the message went out, that is what the row must say.
+            result = await session.execute(
+                update(ActivityRow)
+                .where(
+                    ActivityRow.id == claim.activity_id,
+                    ActivityRow.delivery_state == DeliveryState.SENDING.value,
+                )
+                .values(**values)
+            )
+        if _rowcount(result) != 1:
+            log.warning("sent, but the row changed meanwhile", activity=claim.activity_id)
+        log.info("delivered", activity=claim.activity_id, attempts=claim.attempts,
+                 message_id=claim.message.message_id if claim.message else None)  # fmt: skip
+
+    def _ours(self, claim: Claim) -> Any:
+        """The row, if it is still claimed by us (the lease we set is still on it)."""
+        return (
+            ActivityRow.id == claim.activity_id,
+            ActivityRow.delivery_state == DeliveryState.SENDING.value,
+            ActivityRow.next_attempt_at == claim.lease,
+        )
+
+    async def _retry_or_fail(self, claim: Claim, error: str) -> None:
+        if claim.attempts >= self.policy.max_attempts:
+            await self._mark_failed(claim, f"gave up after {claim.attempts} attempts: {error}")
+            return
+        now = self.clock()
+        delay = self.policy.backoff(claim.attempts, self.rng)
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                update(ActivityRow)
+                .where(*self._ours(claim))
+                .values(
+                    delivery_state=DeliveryState.PENDING.value,
+                    next_attempt_at=now + delay,
+                    last_error=error[:MAX_ERROR],
+                    updated_at=now,
+                )
+            )
+        if _rowcount(result) != 1:
+            log.warning("lease lost before the retry was recorded", activity=claim.activity_id)
+            return
+        log.warning("delivery failed, will retry", activity=claim.activity_id,
+                    attempts=claim.attempts, retry_in=round(delay.total_seconds()),
+                    error=error)  # fmt: skip
+
+    async def _mark_failed(self, claim: Claim, error: str) -> None:
+        now = self.clock()
+        async with self.db.transaction() as session:
+            stmt = select(ActivityRow, CaseRow).join(CaseRow, CaseRow.id == ActivityRow.case_id)
+            row = (await session.execute(stmt.where(*self._ours(claim)))).one_or_none()
+            if row is None:
+                log.warning(
+                    "lease lost before the failure was recorded", activity=claim.activity_id
+                )
+                return
+            self._fail_row(session, row[0], row[1], error, now)
+
+    def _fail_row(
+        self, session: AsyncSession, activity: ActivityRow, case: CaseRow, error: str, now: datetime
+    ) -> None:
+        """Mark the row failed and audit it on the case, in the caller's transaction."""
+        activity.delivery_state = DeliveryState.FAILED.value
+        activity.next_attempt_at = None
+        activity.last_error = error[:MAX_ERROR]
+        activity.updated_at = now
+        repo.audit(
+            session, case.id, at=now, actor=OUTBOX, action="delivery_failed",
+            detail={"activity": activity.id, "message_id": activity.message_id,
+                    "channel": activity.channel, "attempts": activity.attempts,
+                    "error": error[:MAX_ERROR]},
+        )  # fmt: skip
+        log.error("delivery failed for good", activity=activity.id, case=case.number,
+                  message_id=activity.message_id, attempts=activity.attempts,
+                  error=error)  # fmt: skip
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, interval: float = 10.0) -> None:
+        """Deliver until ``stop`` is set; a pass under way is finished first (SIGTERM drain)."""
+        failures = 0
+        while not stop.is_set():
+            self.wakeup.clear()  # a wake-up during the pass below makes the next one start at once
+            try:
+                claimed = await self.run_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                claimed = 0
+                log.exception("outbox pass failed", failures=failures)
+            if claimed >= self.policy.batch_size and not failures:
+                continue  # more may be due right now
+            wait = interval if not failures else min(interval * 2**failures, 300.0)
+            await self._sleep(stop, wait)
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self.wakeup.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waiters:
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)

@@ -1,0 +1,179 @@
+"""Queries of the intake pipeline: receipts, mailbox checkpoints, threading and quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.cases.enums import READ_ONLY, DeliveryState, Direction
+from inbox_daemon.messages import Checkpoint
+from inbox_daemon.store.tables import (
+    ActivityRow,
+    CaseRow,
+    MailboxStateRow,
+    QuarantineRow,
+    ReceiptRow,
+    TeamRotationRow,
+)
+
+
+async def receipt_for_source(
+    session: AsyncSession, channel: str, mailbox: str, external_id: str
+) -> ReceiptRow | None:
+    stmt = select(ReceiptRow).where(
+        ReceiptRow.channel == channel,
+        ReceiptRow.mailbox == mailbox,
+        ReceiptRow.external_id == external_id,
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def receipt_for_content(
+    session: AsyncSession, message_id: str, content_hash: str
+) -> ReceiptRow | None:
+    """The same message (Message-ID *and* content) taken in before, from any mailbox."""
+    stmt = select(ReceiptRow).where(
+        ReceiptRow.message_id == message_id, ReceiptRow.content_hash == content_hash
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def checkpoint(session: AsyncSession, mailbox: str) -> Checkpoint | None:
+    row = await session.get(MailboxStateRow, mailbox)
+    return Checkpoint(row.uidvalidity, row.last_uid) if row is not None else None
+
+
+async def save_checkpoint(
+    session: AsyncSession, mailbox: str, position: Checkpoint, now: datetime
+) -> None:
+    """Move the mailbox's checkpoint forward (never back within one UIDVALIDITY)."""
+    row = await session.get(MailboxStateRow, mailbox, with_for_update=True)
+    if row is None:
+        session.add(
+            MailboxStateRow(
+                mailbox=mailbox,
+                uidvalidity=position.uidvalidity,
+                last_uid=position.uid,
+                updated_at=now,
+            )
+        )
+        return
+    if row.uidvalidity != position.uidvalidity or position.uid > row.last_uid:
+        row.uidvalidity = position.uidvalidity
+        row.last_uid = position.uid
+        row.updated_at = now
+
+
+async def case_by_message_ids(session: AsyncSession, ids: Sequence[str]) -> CaseRow | None:
+    """The case holding the newest activity with one of these Message-IDs."""
+    if not ids:
+        return None
+    stmt = (
+        select(CaseRow)
+        .join(ActivityRow, ActivityRow.case_id == CaseRow.id)
+        .where(ActivityRow.message_id.in_(list(ids)))
+        .order_by(ActivityRow.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def case_by_slack_thread(
+    session: AsyncSession, channel: str, thread_ts: str
+) -> CaseRow | None:
+    stmt = (
+        select(CaseRow)
+        .join(ActivityRow, ActivityRow.case_id == CaseRow.id)
+        .where(ActivityRow.slack_channel == channel, ActivityRow.slack_ts == thread_ts)
+        .order_by(ActivityRow.id)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def case_by_number(session: AsyncSession, number: str) -> CaseRow | None:
+    stmt = select(CaseRow).where(CaseRow.number == number)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def outgoing_by_message_ids(session: AsyncSession, ids: Sequence[str]) -> ActivityRow | None:
+    if not ids:
+        return None
+    stmt = (
+        select(ActivityRow)
+        .where(
+            ActivityRow.message_id.in_(list(ids)),
+            ActivityRow.direction == Direction.OUTGOING.value,
+        )
+        .order_by(ActivityRow.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def mark_bounced(session: AsyncSession, activity_id: int, reason: str, now: datetime) -> None:
+    await session.execute(
+        update(ActivityRow)
+        .where(ActivityRow.id == activity_id)
+        .values(delivery_state=DeliveryState.FAILED.value, last_error=reason, updated_at=now)
+    )
+
+
+async def has_open_cases(session: AsyncSession, *, email: str | None, slack: str | None) -> bool:
+    if email is None and slack is None:
+        return False
+    contact = CaseRow.contact_email == email if email else CaseRow.contact_slack == slack
+    stmt = (
+        select(func.count())
+        .select_from(CaseRow)
+        .where(contact, CaseRow.status.not_in([s.value for s in READ_ONLY]))
+    )
+    return bool((await session.execute(stmt)).scalar_one())
+
+
+async def last_assigned(session: AsyncSession, team: str) -> str | None:
+    row = await session.get(TeamRotationRow, team)
+    return row.last_user if row is not None else None
+
+
+async def save_rotation(session: AsyncSession, team: str, user: str, now: datetime) -> None:
+    row = await session.get(TeamRotationRow, team, with_for_update=True)
+    if row is None:
+        session.add(TeamRotationRow(team=team, last_user=user, updated_at=now))
+    else:
+        row.last_user = user
+        row.updated_at = now
+
+
+async def quarantined(
+    session: AsyncSession, channel: str, mailbox: str, external_id: str
+) -> QuarantineRow | None:
+    stmt = select(QuarantineRow).where(
+        QuarantineRow.channel == channel,
+        QuarantineRow.mailbox == mailbox,
+        QuarantineRow.external_id == external_id,
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def forget_receipt(
+    session: AsyncSession, channel: str, mailbox: str, external_id: str
+) -> None:
+    """Drop a source's receipt so the message can be taken in again (quarantine retry)."""
+    await session.execute(
+        delete(ReceiptRow).where(
+            ReceiptRow.channel == channel,
+            ReceiptRow.mailbox == mailbox,
+            ReceiptRow.external_id == external_id,
+        )
+    )
+
+
+async def quarantine_list(session: AsyncSession, state: str | None = "held") -> list[QuarantineRow]:
+    stmt = select(QuarantineRow).order_by(QuarantineRow.id)
+    if state is not None:
+        stmt = stmt.where(QuarantineRow.state == state)
+    return list((await session.execute(stmt)).scalars())

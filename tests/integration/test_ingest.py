@@ -1,0 +1,434 @@
+"""The intake pipeline on real databases: idempotency, threading, reopen, loop safety."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from inbox_daemon.acknowledge import load_templates
+from inbox_daemon.cases.enums import Status
+from inbox_daemon.cases.lifecycle import Close, SetStatus
+from inbox_daemon.cases.model import Actor
+from inbox_daemon.channels.base import Delivery
+from inbox_daemon.ingest import Ingestor, IntakeOptions
+from inbox_daemon.messages import (
+    Address,
+    Attachment,
+    ChannelKind,
+    Checkpoint,
+    InboundMessage,
+    MessageFlags,
+)
+from inbox_daemon.router.loader import LoadedRules, load_rules_text
+from inbox_daemon.service import CaseService
+from inbox_daemon.store import intake
+from inbox_daemon.store.db import Database
+from inbox_daemon.store.files import FileStore
+from inbox_daemon.store.tables import ActivityRow, AttachmentRow, CaseRow, QuarantineRow, ReceiptRow
+
+AGENT = Actor.user("alice")
+RULES = """
+version: 1
+users:
+  - {id: alice, name: Alice, email: alice@example.com}
+  - {id: bob, name: Bob, email: bob@example.com}
+teams:
+  - {id: tier1, name: Tier 1, members: [alice, bob], strategy: round_robin}
+  - {id: tier2, name: Tier 2, members: [bob], strategy: none}
+queues:
+  - {id: general, name: General, team: tier1}
+  - {id: escalations, name: Escalations, team: tier2, default_priority: high}
+sla:
+  standard:
+    business_time: false
+    first_response: {low: 1d, medium: 4h, high: 1h, critical: 30m}
+    resolve_by: {low: 5d, medium: 2d, high: 1d, critical: 4h}
+rules:
+  - name: outage reports
+    when:
+      any:
+        - subject: {regex: "(?i)\\\\b(outage|down)\\\\b"}
+        - from_domain: [bigcorp.example]
+    then: {queue: escalations, priority: critical, sla: standard, tags: [outage]}
+default: {queue: general, sla: standard}
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def mail(
+    n: int,
+    subject: str = "Printer on fire",
+    *,
+    sender: str = "ann@example.com",
+    in_reply_to: tuple[str, ...] = (),
+    flags: MessageFlags | None = None,
+    attachments: tuple[Attachment, ...] = (),
+    message_id: str | None = None,
+    text: str = "It smokes.",
+) -> InboundMessage:
+    mid = message_id or f"<m{n}@customer.example>"
+    return InboundMessage(
+        channel=ChannelKind.EMAIL,
+        mailbox="support",
+        external_id=f"7:{n}",
+        sender=Address(sender, "Ann"),
+        subject=subject,
+        text=text,
+        message_id=mid,
+        in_reply_to=in_reply_to,
+        references=in_reply_to,
+        to=(Address("support@ours.example"),),
+        flags=flags or MessageFlags(),
+        attachments=attachments,
+        content_hash=hashlib.sha256(f"{mid}{subject}{text}".encode()).hexdigest(),
+    )
+
+
+def delivery(msg: InboundMessage, mailbox: str = "support", uid: int | None = None) -> Delivery:
+    uid = uid if uid is not None else int(msg.external_id.split(":")[1])
+    return Delivery(
+        channel="email",
+        mailbox=mailbox,
+        external_id=f"7:{uid}",
+        raw=b"raw bytes of " + msg.external_id.encode(),
+        message=replace(msg, mailbox=mailbox),
+        checkpoint=Checkpoint(7, uid),
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def rules() -> LoadedRules:
+    return load_rules_text(RULES, "rules.yaml")
+
+
+@pytest.fixture
+def svc(db: Database, clock: Clock, rules: LoadedRules) -> CaseService:
+    return CaseService(db, directory=rules.directory, clock=clock, message_domain="ours.example")
+
+
+@pytest.fixture
+def ingest(svc: CaseService, tmp_path: Path, rules: LoadedRules) -> Ingestor:
+    return Ingestor(
+        svc,
+        files=FileStore(tmp_path / "attachments"),
+        quarantine=FileStore(tmp_path / "quarantine"),
+        rules=lambda: rules,
+        options=IntakeOptions(our_addresses=frozenset({"support@ours.example"})),
+    )
+
+
+async def rows(db: Database, model: type) -> int:
+    async with db.transaction() as s:
+        return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def test_new_mail_creates_routed_case_once(
+    ingest: Ingestor, db: Database, svc: CaseService
+) -> None:
+    first = await ingest(delivery(mail(1)))
+    assert (first.outcome, first.case_number) == ("created", "CAS-000001")
+    again = await ingest(delivery(mail(1)))
+    assert again.outcome == "duplicate"
+    other_box = await ingest(delivery(mail(1), mailbox="sales", uid=99))
+    assert other_box.outcome == "duplicate"  # the same mail delivered to two of our mailboxes
+    reused_id = mail(2, "Something else entirely", message_id="<m1@customer.example>")
+    assert (await ingest(delivery(reused_id))).outcome == "created"  # same id, new content
+    assert await rows(db, CaseRow) == 2
+    assert await rows(db, ActivityRow) == 2
+    view = await svc.show("CAS-000001")
+    case = view.case
+    assert (case.queue, case.owner_team, case.origin.value) == ("general", "tier1", "email")
+    assert case.owner_user == "alice"  # round robin starts at the first member
+    assert case.first_response_due == datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
+    assert case.resolve_by_due == datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
+    routed = [e for e in view.audit if e.action == "routed"]
+    assert routed[0].actor_kind == "rule"
+    assert routed[0].actor_name == "default"
+    assert len(routed[0].detail["rules_version"]) == 8
+    created = [e for e in view.audit if e.action == "create"]
+    assert {(e.actor_kind, e.actor_name) for e in created} == {("channel", "email:support")}
+    assert (await svc.get("CAS-000002")).owner_user == "bob"  # and rotates
+    async with db.transaction() as s:
+        assert await intake.checkpoint(s, "support") == Checkpoint(7, 2)
+
+
+async def test_rule_routes_outage_and_records_its_name(
+    ingest: Ingestor, svc: CaseService, db: Database
+) -> None:
+    result = await ingest(delivery(mail(1, "Site DOWN since 9am")))
+    view = await svc.show(result.case_number or "")
+    assert view.case.queue == "escalations"
+    assert view.case.priority.value == "critical"
+    assert view.case.owner_team == "tier2"
+    assert view.case.owner_user is None  # tier2 does not assign: the case waits to be picked
+    assert view.case.first_response_due == datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    routed = next(e for e in view.audit if e.action == "routed")
+    assert routed.actor_name == "outage reports"
+    assert routed.detail["tags"] == ["outage"]
+    async with db.transaction() as s:
+        row = (await s.execute(select(CaseRow))).scalar_one()
+        assert row.tags == ["outage"]
+
+
+async def test_reply_threads_by_message_id_and_case_number(
+    ingest: Ingestor, svc: CaseService
+) -> None:
+    await ingest(delivery(mail(1)))
+    ours = await svc.reply("CAS-000001", "Unplug it.", AGENT)
+    assert ours.message_id is not None
+    reply = await ingest(delivery(mail(2, "Re: Printer on fire", in_reply_to=(ours.message_id,))))
+    assert (reply.outcome, reply.case_number) == ("appended", "CAS-000001")
+    by_token = await ingest(delivery(mail(3, "Re: [CAS-000001] still smoking")))
+    assert (by_token.outcome, by_token.case_number) == ("appended", "CAS-000001")
+    customer_chain = await ingest(delivery(mail(4, "more", in_reply_to=("<m3@customer.example>",))))
+    assert customer_chain.case_number == "CAS-000001"
+    view = await svc.show("CAS-000001")
+    assert [a.direction for a in view.activities] == [
+        "incoming",
+        "outgoing",
+        "incoming",
+        "incoming",
+        "incoming",
+    ]
+
+
+@pytest.mark.parametrize("paused", [Status.WAITING_FOR_RESPONSE, Status.ON_HOLD])
+async def test_reply_to_paused_case_reopens_it(
+    ingest: Ingestor, svc: CaseService, paused: Status
+) -> None:
+    await ingest(delivery(mail(1)))
+    await svc.pick("CAS-000001", "alice")
+    await svc.change("CAS-000001", SetStatus(paused), AGENT)
+    result = await ingest(delivery(mail(2, "Re: [CAS-000001] hello?")))
+    assert result.outcome == "reopened"
+    case = await svc.get("CAS-000001")
+    assert (case.status, case.owner_user, case.worked_by, case.queue) == (
+        Status.REOPENED, None, None, "general",
+    )  # fmt: skip
+
+
+async def test_reply_to_resolved_reopens_and_to_closed_opens_follow_up(
+    ingest: Ingestor, svc: CaseService, clock: Clock
+) -> None:
+    await ingest(delivery(mail(1)))
+    await svc.resolve("CAS-000001", "replaced toner", AGENT)
+    reopened = await ingest(delivery(mail(2, "Re: [CAS-000001] it broke again")))
+    assert reopened.outcome == "reopened"
+    view = await svc.show("CAS-000001")
+    assert view.case.status is Status.REOPENED
+    assert view.case.owner_user is None
+    reopen_audit = [e for e in view.audit if e.field == "status" and e.new_value == "reopened"]
+    assert reopen_audit[0].actor_name == "email:support"
+    assert reopen_audit[0].detail == {"message_id": "<m2@customer.example>"}
+
+    await svc.resolve("CAS-000001", "replaced printer", AGENT)
+    await svc.change("CAS-000001", Close(), Actor.system("auto-close"))
+    follow = await ingest(delivery(mail(3, "Re: [CAS-000001] thanks, one more question")))
+    assert (follow.outcome, follow.case_number, follow.detail) == (
+        "follow_up",
+        "CAS-000002",
+        "CAS-000001",
+    )
+    new = await svc.get("CAS-000002")
+    assert new.parent_number == "CAS-000001"
+    assert new.status is Status.NEW
+    assert (await svc.get("CAS-000001")).status is Status.CLOSED
+
+
+async def test_reopen_window_opens_follow_up_for_old_resolved_case(
+    svc: CaseService, tmp_path: Path, clock: Clock, rules: LoadedRules
+) -> None:
+    ingest = Ingestor(
+        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
+        rules=lambda: rules, options=IntakeOptions(reopen_window=timedelta(days=30)),
+    )  # fmt: skip
+    await ingest(delivery(mail(1)))
+    await svc.resolve("CAS-000001", "done", AGENT)
+    clock.now += timedelta(days=31)
+    result = await ingest(delivery(mail(2, "Re: [CAS-000001] again")))
+    assert result.outcome == "follow_up"
+    assert (await svc.get("CAS-000001")).status is Status.RESOLVED
+
+
+async def test_auto_replies_and_bounces_never_reopen_or_create(
+    ingest: Ingestor, svc: CaseService, db: Database
+) -> None:
+    await ingest(delivery(mail(1)))
+    ours = await svc.reply("CAS-000001", "Unplug it.", AGENT)
+    await svc.resolve("CAS-000001", "answered", AGENT)
+    ooo = mail(
+        2,
+        "Out of office",
+        in_reply_to=(ours.message_id or "",),
+        flags=MessageFlags(auto_reply=True),
+    )
+    result = await ingest(delivery(ooo))
+    assert (result.outcome, result.case_number) == ("recorded", "CAS-000001")
+    assert (await svc.get("CAS-000001")).status is Status.RESOLVED
+    bounce = mail(
+        3,
+        "Undelivered Mail",
+        sender="mailer-daemon@mx.example",
+        in_reply_to=(ours.message_id or "",),
+        flags=MessageFlags(bounce=True, failed_recipients=("ann@example.com",)),
+    )
+    assert (await ingest(delivery(bounce))).outcome == "recorded"
+    view = await svc.show("CAS-000001")
+    sent = next(a for a in view.activities if a.id == ours.id)
+    assert (sent.delivery_state, sent.last_error) == ("failed", "bounced: ann@example.com")
+    assert view.case.status is Status.RESOLVED
+    stray = mail(4, "Automatic reply: away", flags=MessageFlags(auto_reply=True))
+    assert (await ingest(delivery(stray))).outcome == "ignored"
+    assert await rows(db, CaseRow) == 1
+
+
+async def test_mail_from_our_own_address_is_ignored(ingest: Ingestor, db: Database) -> None:
+    result = await ingest(delivery(mail(1, sender="Support@Ours.Example")))
+    assert result.outcome == "ignored"
+    assert await rows(db, CaseRow) == 0
+    assert await rows(db, ReceiptRow) == 1  # but remembered: not fetched again
+
+
+async def test_unparseable_mail_is_quarantined_once(
+    ingest: Ingestor, db: Database, tmp_path: Path
+) -> None:
+    broken = Delivery(
+        "email", "support", "7:5", b"\x00garbage", None, "no headers at all", Checkpoint(7, 5)
+    )
+    result = await ingest(broken)
+    assert (result.outcome, result.detail) == ("quarantined", "no headers at all")
+    assert (await ingest(broken)).outcome == "duplicate"
+    async with db.transaction() as s:
+        q = (await s.execute(select(QuarantineRow))).scalar_one()
+        assert (q.reason, q.state, q.size) == ("no headers at all", "held", 8)
+        assert FileStore(tmp_path / "quarantine").read(q.sha256) == b"\x00garbage"
+        assert await intake.checkpoint(s, "support") == Checkpoint(7, 5)
+
+
+async def test_message_that_keeps_failing_is_set_aside(
+    ingest: Ingestor, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def explode(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ingest, "_place", explode)
+    d = delivery(mail(1))
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            await ingest(d)
+    result = await ingest(d)
+    assert result.outcome == "quarantined"
+    assert "after 3 attempts: RuntimeError: disk on fire" in result.detail
+    assert await rows(db, CaseRow) == 0
+    assert await rows(db, QuarantineRow) == 1
+    assert (await ingest(d)).outcome == "duplicate"
+
+
+async def test_attachments_are_stored_by_content(
+    ingest: Ingestor, db: Database, tmp_path: Path
+) -> None:
+    pdf = Attachment("../../etc/passwd.pdf", "application/pdf", 4, content=b"%PDF")
+    await ingest(delivery(mail(1, attachments=(pdf,))))
+    await ingest(delivery(mail(2, "other", attachments=(pdf,))))
+    async with db.transaction() as s:
+        atts = list((await s.execute(select(AttachmentRow))).scalars())
+    sha = hashlib.sha256(b"%PDF").hexdigest()
+    assert [(a.sha256, a.size, a.filename) for a in atts] == [(sha, 4, "../../etc/passwd.pdf")] * 2
+    stored = [p for p in (tmp_path / "attachments").rglob("*") if p.is_file()]
+    assert [p.name for p in stored] == [sha]
+
+
+async def test_reopened_case_moves_only_when_a_rule_says_so(
+    ingest: Ingestor, svc: CaseService
+) -> None:
+    await ingest(delivery(mail(1, "Site down")))  # outage rule: escalations
+    await svc.resolve("CAS-000001", "restarted", AGENT)
+    await ingest(delivery(mail(2, "Re: [CAS-000001] thanks")))  # only the default matches
+    case = await svc.get("CAS-000001")
+    assert (case.status, case.queue) == (Status.REOPENED, "escalations")
+
+    await ingest(delivery(mail(3, "Printer jam")))  # default: general
+    await svc.resolve("CAS-000002", "cleared", AGENT)
+    await ingest(delivery(mail(4, "Re: [CAS-000002] now the whole site is down")))
+    moved = await svc.show("CAS-000002")
+    assert (moved.case.queue, moved.case.owner_team) == ("escalations", "tier2")
+    assert moved.case.priority.value == "critical"
+    queue_change = next(
+        e for e in moved.audit if e.field == "queue" and e.new_value == "escalations"
+    )
+    assert (queue_change.actor_kind, queue_change.actor_name) == ("rule", "outage reports")
+
+
+async def test_round_robin_survives_a_restart(
+    db: Database, clock: Clock, rules: LoadedRules, tmp_path: Path
+) -> None:
+    def fresh() -> tuple[Ingestor, CaseService]:
+        svc = CaseService(db, directory=rules.directory, clock=clock)
+        files = FileStore(tmp_path / "a")
+        return Ingestor(svc, files=files, quarantine=files, rules=lambda: rules), svc
+
+    ingest, svc = fresh()
+    await ingest(delivery(mail(1, "one")))
+    ingest, svc = fresh()  # a new daemon process on the same database
+    await ingest(delivery(mail(2, "two")))
+    await ingest(delivery(mail(3, "three")))
+    owners = [(await svc.get(f"CAS-00000{i}")).owner_user for i in (1, 2, 3)]
+    assert owners == ["alice", "bob", "alice"]
+
+
+async def test_new_email_case_is_acknowledged_within_the_rate_limit(
+    svc: CaseService, tmp_path: Path, rules: LoadedRules, db: Database
+) -> None:
+    woken = []
+    svc.on_outgoing = lambda: woken.append(True)
+    ingest = Ingestor(
+        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
+        rules=lambda: rules,
+        options=IntakeOptions(
+            our_addresses=frozenset({"support@ours.example"}),
+            acknowledgements=load_templates(), auto_answers_per_hour=3,
+        ),
+    )  # fmt: skip
+    first = await ingest(delivery(mail(1)))
+    assert first.queued_outgoing
+    assert woken == [True]
+    view = await svc.show("CAS-000001")
+    ack = next(a for a in view.activities if a.direction == "outgoing")
+    assert (ack.automatic, ack.delivery_state, ack.recipients) == (
+        True,
+        "pending",
+        ["ann@example.com"],
+    )
+    assert ack.in_reply_to == "<m1@customer.example>"
+    assert "CAS-000001" in ack.body_text
+    # a reply on the case is not acknowledged again
+    assert not (await ingest(delivery(mail(2, "Re: [CAS-000001] more")))).queued_outgoing
+    # a noreply sender never is
+    assert not (
+        await ingest(delivery(mail(3, "Report", sender="no-reply@shop.example")))
+    ).queued_outgoing
+    # an autoresponder that does not say so, opening case after case, gets 3 answers an hour
+    acked = [
+        (
+            await ingest(delivery(mail(10 + i, f"Ticket {i}", sender="bot@loop.example")))
+        ).queued_outgoing
+        for i in range(10)
+    ]
+    assert acked == [True, True, True] + [False] * 7
