@@ -19,13 +19,13 @@ from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.directory import Directory, Queue
 from inbox_daemon.cases.enums import Origin, Priority, Status
 from inbox_daemon.cases.model import Actor, Case
-from inbox_daemon.channels.base import IngestResult
-from inbox_daemon.channels.email.intake import email_delivery
+from inbox_daemon.channels.base import Delivery, IngestResult
+from inbox_daemon.channels.email.delivery import make_delivery, parse_lazily
 from inbox_daemon.channels.email.parse import parse_message
 from inbox_daemon.config import CONFIG_FILENAME, Settings, load_settings
 from inbox_daemon.daemon import Daemon, Runtime
 from inbox_daemon.errors import ConfigError, InboxError, NotFoundError, RejectedMessage
-from inbox_daemon.logging import configure
+from inbox_daemon.logging import configure, get_logger
 from inbox_daemon.messages import InboundMessage
 from inbox_daemon.router.engine import ThreadFacts, explain, format_explanation
 from inbox_daemon.router.loader import check_queue_removal, load_rules, summary
@@ -59,8 +59,10 @@ def _run(coro: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
-async def _with_runtime(args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    runtime = Runtime(_settings(args))
+async def _with_runtime(
+    args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]], *, with_rules: bool = True
+) -> T:
+    runtime = Runtime(_settings(args), with_rules=with_rules)
     try:
         await require_current(runtime.db)
         return await work(runtime)
@@ -68,8 +70,13 @@ async def _with_runtime(args: argparse.Namespace, work: Callable[[Runtime], Awai
         await runtime.close()
 
 
-async def _with_service(args: argparse.Namespace, work: Callable[[CaseService], Awaitable[T]]) -> T:
-    return await _with_runtime(args, lambda runtime: work(runtime.service))
+async def _with_service(
+    args: argparse.Namespace,
+    work: Callable[[CaseService], Awaitable[T]],
+    *,
+    with_rules: bool = True,
+) -> T:
+    return await _with_runtime(args, lambda runtime: work(runtime.service), with_rules=with_rules)
 
 
 def _actor(args: argparse.Namespace) -> Actor:
@@ -216,7 +223,7 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     async def go(svc: CaseService) -> list[Case]:
         return await svc.find(status=statuses, queue=args.queue, owner=args.owner)
 
-    cases = _run(_with_service(args, go))
+    cases = _run(_with_service(args, go, with_rules=False))
     if args.json:
         print(json.dumps([_case_dict(c) for c in cases], indent=2))
     else:
@@ -225,7 +232,7 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
-    view = _run(_with_service(args, lambda svc: svc.show(args.number)))
+    view = _run(_with_service(args, lambda svc: svc.show(args.number), with_rules=False))
     if args.json:
         print(json.dumps(_view_dict(view), indent=2))
     else:
@@ -396,8 +403,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 async def _ingest_raw(runtime: Runtime, raw: bytes, mailbox: str) -> IngestResult:
     external_id = "stdin:" + hashlib.sha256(raw).hexdigest()
-    return await runtime.ingestor(email_delivery(raw, mailbox, external_id,
-                                                 runtime.settings.our_addresses))  # fmt: skip
+    return await runtime.ingestor(await _delivery(runtime, raw, mailbox, external_id))
+
+
+async def _delivery(runtime: Runtime, raw: bytes, mailbox: str, external_id: str) -> Delivery:
+    return await make_delivery(
+        raw,
+        parse=parse_lazily,
+        mailbox=mailbox,
+        external_id=external_id,
+        our_addresses=runtime.settings.our_addresses,
+        log=get_logger("inbox_daemon.cli"),
+    )
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
@@ -405,7 +422,7 @@ def cmd_quarantine_list(args: argparse.Namespace) -> int:
         async with runtime.db.transaction() as session:
             return await intake.quarantine_list(session, None if args.all else "held")
 
-    rows = _run(_with_runtime(args, go))
+    rows = _run(_with_runtime(args, go, with_rules=False))
     if not rows:
         print("nothing in quarantine")
     for row in rows:
@@ -427,7 +444,7 @@ def cmd_quarantine_show(args: argparse.Namespace) -> int:
         row = await _quarantined(runtime, args.id)
         return row, runtime.quarantine.read(row.sha256)
 
-    row, raw = _run(_with_runtime(args, go))
+    row, raw = _run(_with_runtime(args, go, with_rules=False))
     print(f"#{row.id} {row.channel}:{row.mailbox} {row.external_id} ({row.state})")
     print(f"reason: {row.reason}")
     print(f"stored: {row.sha256} ({row.size} bytes)")
@@ -444,7 +461,7 @@ def cmd_quarantine_retry(args: argparse.Namespace) -> int:
     async def go(runtime: Runtime) -> IngestResult:
         row = await _quarantined(runtime, args.id)
         raw = runtime.quarantine.read(row.sha256)
-        delivery = email_delivery(raw, row.mailbox, row.external_id, runtime.settings.our_addresses)
+        delivery = await _delivery(runtime, raw, row.mailbox, row.external_id)
         return await runtime.ingestor.retry_quarantined(row.id, delivery)
 
     result = _run(_with_runtime(args, go))

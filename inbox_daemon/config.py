@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inbox_daemon.channels.slack.settings import SlackSettings
 from inbox_daemon.errors import ConfigError
 
 CONFIG_FILENAME = "inbox-daemon.toml"
@@ -167,6 +168,7 @@ class Settings(BaseSettings):
     cases: CasesSettings = CasesSettings()
     mailbox: list[MailboxSettings] = Field(default_factory=list)
     outbox: OutboxSettings = OutboxSettings()
+    slack: SlackSettings | None = None
     #: Where the settings came from (not a key of the file).
     source: Path | None = Field(default=None, exclude=True)
 
@@ -195,6 +197,24 @@ class Settings(BaseSettings):
             if box.kind == "maildir" and box.path is None:
                 raise ValueError(f"mailbox {box.name}: kind maildir needs path")
         return value
+
+    @property
+    def mailboxes(self) -> list[MailboxSettings]:
+        """The mailboxes with their relative paths (Maildir, CA files) taken from the config's
+        folder."""
+        resolved = []
+        for box in self.mailbox:
+            updates: dict[str, Any] = {}
+            if box.path is not None:
+                updates["path"] = self.path(box.path)
+            if box.ca_file is not None:
+                updates["ca_file"] = self.path(box.ca_file)
+            if box.smtp is not None and box.smtp.ca_file is not None:
+                updates["smtp"] = box.smtp.model_copy(
+                    update={"ca_file": self.path(box.smtp.ca_file)}
+                )
+            resolved.append(box.model_copy(update=updates))
+        return resolved
 
     @property
     def our_addresses(self) -> frozenset[str]:

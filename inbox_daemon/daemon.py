@@ -14,19 +14,28 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 
 from inbox_daemon.acknowledge import AckTemplates, load_templates
+from inbox_daemon.agents import SlackAgents
 from inbox_daemon.cases.model import Actor
+from inbox_daemon.channels.base import InboundChannel, Sink
+from inbox_daemon.channels.email.imap import ImapChannel
+from inbox_daemon.channels.email.maildir import MaildirChannel
 from inbox_daemon.channels.email.smtp import EmailSender
+from inbox_daemon.channels.slack.app import SlackApp, make_client
+from inbox_daemon.channels.slack.background import Background
+from inbox_daemon.channels.slack.sender import SlackSender
 from inbox_daemon.config import Settings
-from inbox_daemon.errors import ConfigError
+from inbox_daemon.errors import ChannelAuthError, ConfigError
 from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.logging import get_logger
-from inbox_daemon.outbox import Outbox, OutboxPolicy
+from inbox_daemon.outbox import Outbox, OutboxPolicy, Sender
 from inbox_daemon.router.loader import LoadedRules
 from inbox_daemon.router.reload import RulesHolder
 from inbox_daemon.service import CaseService
 from inbox_daemon.store import cases as repo
+from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.migrate import require_current
@@ -62,6 +71,11 @@ class Supervisor:
                 return
             except asyncio.CancelledError:
                 raise
+            except ChannelAuthError as exc:
+                # Permanent until an admin fixes the credentials: retry rarely, say so loudly.
+                log.error("channel refused our credentials; fix the configuration",
+                          task=name, error=str(exc), retry_in_s=self.max_backoff)  # fmt: skip
+                await asyncio.sleep(self.max_backoff)
             except Exception:
                 log.exception("task failed; restarting", task=name, backoff_s=backoff)
                 await asyncio.sleep(backoff)
@@ -79,11 +93,12 @@ class Supervisor:
 class Runtime:
     """Everything built from the settings, shared by the daemon and the CLI."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, with_rules: bool = True) -> None:
+        """``with_rules=False`` skips rules.yaml (commands that only read cases)."""
         self.settings = settings
         self.db = Database(settings.database_url)
         self.rules = RulesHolder(settings.rules_path, queues_with_open_cases=self.open_queues)
-        if settings.rules_path.exists():
+        if with_rules and settings.rules_path.exists():
             self.rules.load()
         current = self.rules.current
         self.service = CaseService(
@@ -113,9 +128,32 @@ class Runtime:
         )
         self.rules.on_change.append(self._reload_templates)
         out = settings.outbox
+        senders: dict[str, Sender] = {
+            "email": EmailSender.from_settings(settings.mailboxes, storage)
+        }
+        #: What every channel feeds: the intake pipeline, watched by Slack's case cards if on.
+        self.sink: Sink = self.ingestor
+        self.slack: SlackApp | None = None
+        self.slack_agents: SlackAgents | None = None
+        if settings.slack is not None:
+            slack = settings.slack
+            secrets = slack.secrets()
+            client = make_client(slack, secrets.bot_token)
+            background = Background()
+            self.slack_agents = SlackAgents(self.service, client, background=background)
+            self.sink = self.slack_agents.observe(self.ingestor)
+            self.slack = SlackApp(
+                slack,
+                actions=self.slack_agents,
+                client=client,
+                secrets=secrets,
+                background=background,
+                on_revision=self.slack_agents.revised,
+            )
+            senders["slack"] = SlackSender(client)
         self.outbox = Outbox(
             self.db,
-            {"email": EmailSender.from_settings(settings.mailbox, storage)},
+            senders,
             files=self.files,
             policy=OutboxPolicy(
                 max_attempts=out.max_attempts, lease=timedelta(minutes=out.lease_minutes)
@@ -139,6 +177,23 @@ class Runtime:
             return
         self.ingestor.options = replace(self.ingestor.options, acknowledgements=templates)
 
+    async def inbound_channels(self) -> list[InboundChannel]:
+        """One channel per configured mailbox, IMAP ones resuming from their checkpoint."""
+        settings = self.settings
+        channels: list[InboundChannel] = []
+        for box in settings.mailboxes:
+            if box.kind == "maildir":
+                channels.append(MaildirChannel(box, our_addresses=settings.our_addresses))
+                continue
+            async with self.db.transaction() as session:
+                checkpoint = await intake.checkpoint(session, box.name)
+            channels.append(
+                ImapChannel.from_settings(
+                    box, checkpoint=checkpoint, our_addresses=settings.our_addresses
+                )
+            )
+        return channels
+
     async def open_queues(self) -> set[str]:
         async with self.db.transaction() as session:
             return await repo.queues_with_open_cases(session)
@@ -154,7 +209,15 @@ class Daemon:
         self._background: set[asyncio.Task[bool]] = set()
 
     def jobs(self) -> list[Periodic]:
-        return [Periodic("auto-close", self._auto_close, 300.0)]
+        jobs = [Periodic("auto-close", self._auto_close, 300.0)]
+        agents = self.runtime.slack_agents
+        if agents is not None:
+            jobs.append(Periodic("slack-cards", self._sync_cards, 60.0))
+        return jobs
+
+    async def _sync_cards(self) -> None:
+        if self.runtime.slack_agents is not None:
+            await self.runtime.slack_agents.cards.sync()
 
     async def _deliver(self) -> None:
         await self.runtime.outbox.run(self.stopping, self.runtime.settings.outbox.interval_seconds)
@@ -174,6 +237,8 @@ class Daemon:
         try:
             log.info("daemon starting", database=db.safe_url, once=once)
             if once:
+                for channel in await self.runtime.inbound_channels():
+                    await channel.run_once(self.runtime.sink)
                 for periodic in self.jobs():
                     await periodic.job()
                 await self.runtime.outbox.run_once()
@@ -189,6 +254,10 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         supervisor = Supervisor()
+        for channel in await self.runtime.inbound_channels():
+            supervisor.start(f"channel:{channel.name}", partial(channel.run, self.runtime.sink))
+        if self.runtime.slack is not None:
+            supervisor.start("slack", partial(self.runtime.slack.run, self.runtime.sink))
         for periodic in self.jobs():
             supervisor.start(periodic.name, self._every(periodic))
         if self.runtime.settings.rules_path.exists():

@@ -32,6 +32,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
         if console
         else structlog.processors.JSONRenderer()
     )
+    # aioimaplib logs raw protocol data (message bodies) at DEBUG: never let it through.
+    logging.getLogger("aioimaplib").setLevel(max(numeric, logging.INFO))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -64,6 +64,9 @@ class InboundChannel(Protocol):
     async def run(self, sink: Sink) -> None:
         """Feed deliveries to the sink until cancelled; acknowledge each after the sink returns."""
 
+    async def run_once(self, sink: Sink) -> int:
+        """Feed what is waiting now, acknowledge it, and return how many messages that was."""
+
 
 class OutboundChannel(Protocol):
     name: str

@@ -140,6 +140,7 @@ class ActivityRow(Base):
     __table_args__ = (
         Index("ix_activities_outbox", "delivery_state", "next_attempt_at"),
         Index("ix_activities_slack", "slack_channel", "slack_ts"),
+        Index("ix_activities_automatic", "automatic", "created_at"),
     )
 
 
@@ -233,3 +234,17 @@ class TeamRotationRow(Base):
     team: Mapped[str] = mapped_column(String(100), primary_key=True)
     last_user: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class SlackCardRow(Base):
+    """The Slack message that is a case's card in its queue's channel."""
+
+    __tablename__ = "case_cards"
+    case_id: Mapped[int] = mapped_column(Id, ForeignKey("cases.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64), nullable=False)
+    ts: Mapped[str] = mapped_column(String(32), nullable=False)
+    #: ``cases.version`` when the card was last drawn.
+    case_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_case_cards_message"),)

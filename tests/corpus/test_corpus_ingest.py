@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from inbox_daemon.channels.email.intake import email_delivery
+from inbox_daemon.channels.base import Delivery
+from inbox_daemon.channels.email.delivery import make_delivery
+from inbox_daemon.channels.email.parse import parse_message
 from inbox_daemon.ingest import Ingestor, IntakeOptions
+from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import Checkpoint
 from inbox_daemon.service import CaseService
 from inbox_daemon.store.db import Database
@@ -54,6 +57,16 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[Ingestor]:
         await db.dispose()
 
 
+async def email_delivery(
+    raw: bytes, external_id: str, checkpoint: Checkpoint | None = None
+) -> Delivery:
+    """What the IMAP and Maildir channels hand the pipeline for one raw mail."""
+    return await make_delivery(
+        raw, parse=parse_message, mailbox="corpus", external_id=external_id,
+        our_addresses=(), log=get_logger("test"), checkpoint=checkpoint,
+    )  # fmt: skip
+
+
 async def _count(db: Database, model: type) -> int:
     async with db.transaction() as session:
         return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
@@ -65,7 +78,7 @@ async def test_whole_corpus_goes_through_intake(
     outcomes: Counter[str] = Counter()
     by_name = {}
     for uid, (name, raw) in enumerate(corpus, start=1):
-        delivery = email_delivery(raw, "corpus", f"1:{uid}", checkpoint=Checkpoint(1, uid))
+        delivery = await email_delivery(raw, f"1:{uid}", checkpoint=Checkpoint(1, uid))
         result = await pipeline(delivery)
         outcomes[result.outcome] += 1
         by_name[name] = result
@@ -94,6 +107,6 @@ async def test_whole_corpus_goes_through_intake(
 
     # and a second pass over the same mailbox creates nothing new
     for uid, (_name, raw) in enumerate(corpus, start=1):
-        again = await pipeline(email_delivery(raw, "corpus", f"1:{uid}"))
+        again = await pipeline(await email_delivery(raw, f"1:{uid}"))
         assert again.outcome == "duplicate"
     assert await _count(db, ActivityRow) == activities

@@ -1,0 +1,118 @@
+"""What the Slack app asks of the layer above it: the agent actions, as a protocol.
+
+The app turns buttons, modals, thread replies and ``/case`` into calls of :class:`AgentActions`
+with the acting Slack user's id; the implementation (``inbox_daemon.agents``) maps that user to
+an agent, changes the case through the case service and keeps the case cards current. A refusal
+or a broken case rule comes back as an ``InboxError`` whose message the user is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from inbox_daemon.cases.model import Case
+from inbox_daemon.errors import InboxError
+
+__all__ = [
+    "ActionResult",
+    "ActivityLine",
+    "AgentActions",
+    "AgentRefused",
+    "CaseDetails",
+    "CaseListing",
+]
+
+
+class AgentRefused(InboxError):
+    """The Slack user may not act on cases: not mapped to an agent, or not an active one."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What an action did, in words for the user who asked."""
+
+    number: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityLine:
+    """One activity of a case, as ``/case show`` lists it."""
+
+    at: datetime
+    kind: str
+    direction: str
+    author: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseListing:
+    """``/case list``: the user's open cases, and the unowned ones of their queues."""
+
+    agent: str
+    mine: tuple[Case, ...]
+    waiting: tuple[Case, ...]
+    queues: tuple[str, ...]
+    #: Agent id -> how to show them (``<@U…>`` or their name).
+    people: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseDetails:
+    """``/case show``: the case and its latest activities."""
+
+    case: Case
+    activities: tuple[ActivityLine, ...]
+    #: Agent id -> how to show them (``<@U…>`` or their name).
+    people: Mapping[str, str] = field(default_factory=dict)
+
+
+class AgentActions(Protocol):
+    """The agent actions; each takes the acting Slack user id and checks it is an agent."""
+
+    async def whoami(self, slack_user: str) -> str:
+        """The agent id of a Slack user; raises AgentRefused."""
+        ...
+
+    async def pick(self, slack_user: str, number: str) -> ActionResult: ...
+
+    async def release(self, slack_user: str, number: str) -> ActionResult: ...
+
+    async def resolve(
+        self,
+        slack_user: str,
+        number: str,
+        resolution: str,
+        *,
+        cancel_open_activities: bool = False,
+    ) -> ActionResult: ...
+
+    async def escalate(self, slack_user: str, number: str) -> ActionResult: ...
+
+    async def assign(self, slack_user: str, number: str, assignee: str) -> ActionResult:
+        """Give the case to ``assignee`` (a Slack user id)."""
+        ...
+
+    async def reply(self, slack_user: str, number: str, text: str) -> ActionResult:
+        """Answer the customer through the channel the case came from."""
+        ...
+
+    async def note(self, slack_user: str, number: str, text: str) -> ActionResult:
+        """An internal note: it never reaches the customer."""
+        ...
+
+    async def card_case(self, channel: str, ts: str) -> str | None:
+        """The number of the case whose card is the message ``ts`` in ``channel``, if any."""
+        ...
+
+    async def message_case(self, channel: str, ts: str) -> str | None:
+        """The case a message belongs to: a card's thread or a customer's Slack thread."""
+        ...
+
+    async def list_cases(self, slack_user: str, channel: str | None = None) -> CaseListing: ...
+
+    async def show(self, slack_user: str, number: str) -> CaseDetails: ...

@@ -1,0 +1,296 @@
+"""Block Kit builders: the case card, the Resolve modal, ``/case`` answers. Pure functions.
+
+The card shows a case's number, title, customer, priority, status, owner, due times and the
+latest customer text, with the buttons Pick, Release, Resolve, Escalate and an Assign user
+picker. Every interactive element carries the case number (the actions block's id is
+``case_actions:<number>``, buttons have it as their value), so a click names its case without a
+lookup. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from inbox_daemon.cases.enums import Priority
+from inbox_daemon.cases.model import Case
+
+from .actions import CaseDetails, CaseListing
+
+__all__ = [
+    "ACTION_ASSIGN",
+    "ACTION_ESCALATE",
+    "ACTION_PICK",
+    "ACTION_RELEASE",
+    "ACTION_RESOLVE",
+    "CARD_ACTIONS",
+    "NOTE_SHORTCUT",
+    "RESOLVE_VIEW",
+    "Block",
+    "card_fallback",
+    "case_card",
+    "case_number_of",
+    "details_blocks",
+    "escape",
+    "listing_blocks",
+    "mirror_text",
+    "parse_resolve_submission",
+    "quote",
+    "resolve_modal",
+]
+
+Block = dict[str, Any]
+
+ACTION_PICK = "case_pick"
+ACTION_RELEASE = "case_release"
+ACTION_RESOLVE = "case_resolve"
+ACTION_ESCALATE = "case_escalate"
+ACTION_ASSIGN = "case_assign"
+CARD_ACTIONS = (ACTION_PICK, ACTION_RELEASE, ACTION_RESOLVE, ACTION_ESCALATE, ACTION_ASSIGN)
+ACTIONS_BLOCK = "case_actions"
+#: callback_id of the Resolve modal and of the "Add as internal note" message shortcut.
+RESOLVE_VIEW = "case_resolve_modal"
+NOTE_SHORTCUT = "case_add_note"
+RESOLUTION_BLOCK, RESOLUTION_INPUT = "resolution", "text"
+OPTIONS_BLOCK, CANCEL_INPUT, CANCEL_VALUE = "options", "cancel_open", "cancel_open_activities"
+
+MAX_SECTION = 2900  # Slack allows 3000 characters in a section's text
+MAX_HEADER = 150
+PRIORITY_MARK = {
+    Priority.LOW: ":white_circle:",
+    Priority.MEDIUM: ":large_blue_circle:",
+    Priority.HIGH: ":large_orange_circle:",
+    Priority.CRITICAL: ":red_circle:",
+}
+
+
+def escape(text: str) -> str:
+    """Text safe inside Slack ``mrkdwn`` (no accidental links, mentions or markup)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote(text: str, limit: int = 1500) -> str:
+    """``text`` as a Slack block quote, shortened to ``limit`` characters."""
+    lines = _cut(text.strip(), limit).splitlines() or [""]
+    return "\n".join(f"&gt; {escape(line)}" for line in lines)
+
+
+def _date(when: datetime) -> str:
+    epoch = int(when.timestamp())
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{when.isoformat(timespec='minutes')}>"
+
+
+def _customer(case: Case) -> str:
+    if case.contact_slack:
+        return f"<@{case.contact_slack}>"
+    name = escape(case.contact_name)
+    email = escape(case.contact_email or "")
+    if name and email:
+        return f"{name} &lt;{email}&gt;"
+    return name or email or "_unknown_"
+
+
+def _person(user: str | None, people: Mapping[str, str]) -> str:
+    if user is None:
+        return "_nobody_"
+    return people.get(user) or escape(user)
+
+
+def _due(case: Case) -> str:
+    parts = []
+    if case.first_response_due is not None and case.first_responded_at is None:
+        parts.append(f"first response by {_date(case.first_response_due)}")
+    if case.resolve_by_due is not None and case.status.open:
+        parts.append(f"resolve by {_date(case.resolve_by_due)}")
+    return "\n".join(parts) or "—"
+
+
+def card_fallback(case: Case) -> str:
+    """The card's notification text (shown where blocks are not)."""
+    return f"{case.number}: {case.title} ({case.status.label}, {case.priority.value})"
+
+
+def case_card(
+    case: Case,
+    *,
+    latest: str | None = None,
+    people: Mapping[str, str] | None = None,
+    queue_name: str | None = None,
+) -> list[Block]:
+    """The card of a case. ``people`` maps agent ids to how to show them (``<@U…>``, names)."""
+    people = people or {}
+    owner = _person(case.owner_user, people)
+    if case.owner_team:
+        owner = f"{owner} · team {escape(case.owner_team)}"
+    fields = [
+        f"*Customer*\n{_customer(case)}",
+        f"*Priority*\n{PRIORITY_MARK[case.priority]} {case.priority.value.capitalize()}",
+        f"*Status*\n{case.status.label}",
+        f"*Owner*\n{owner}",
+        f"*Queue*\n{escape(queue_name or case.queue or '—')}",
+        f"*Due*\n{_due(case)}",
+    ]
+    blocks: list[Block] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": _cut(f"{case.number} · {case.title}", MAX_HEADER),
+            },
+        },
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    if latest and latest.strip():
+        blocks.append(_section(f"*Latest from the customer*\n{quote(latest)}"))
+    if case.resolution and case.status.read_only:
+        blocks.append(_section(f"*Resolution*\n{quote(case.resolution)}"))
+    context = [f"`{case.number}`", f"level {case.support_level}"]
+    if case.worked_by:
+        context.append(f"worked by {_person(case.worked_by, people)}")
+    if case.updated_at is not None:
+        context.append(f"updated {_date(case.updated_at)}")
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
+    )
+    if case.status.open:
+        blocks.append(_actions(case))
+    return blocks
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}}
+
+
+def _button(text: str, action_id: str, number: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": number,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _actions(case: Case) -> Block:
+    elements = [
+        _button("Pick", ACTION_PICK, case.number, "primary"),
+        _button("Release", ACTION_RELEASE, case.number),
+        _button("Resolve", ACTION_RESOLVE, case.number),
+        _button("Escalate", ACTION_ESCALATE, case.number, "danger"),
+        {
+            "type": "users_select",
+            "action_id": ACTION_ASSIGN,
+            "placeholder": {"type": "plain_text", "text": "Assign to…"},
+        },
+    ]
+    return {"type": "actions", "block_id": f"{ACTIONS_BLOCK}:{case.number}", "elements": elements}
+
+
+def case_number_of(action: Mapping[str, Any]) -> str | None:
+    """The case number an interactive element of a card stands for."""
+    value = action.get("value")
+    if isinstance(value, str) and value.startswith("CAS-"):
+        return value
+    block = str(action.get("block_id") or "")
+    prefix, _, number = block.partition(":")
+    return number if prefix == ACTIONS_BLOCK and number else None
+
+
+def resolve_modal(number: str) -> Block:
+    """The Resolve modal: a resolution text and "cancel open activities"."""
+    return {
+        "type": "modal",
+        "callback_id": RESOLVE_VIEW,
+        "private_metadata": number,
+        "title": {"type": "plain_text", "text": _cut(f"Resolve {number}", 24)},
+        "submit": {"type": "plain_text", "text": "Resolve"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": RESOLUTION_BLOCK,
+                "label": {"type": "plain_text", "text": "Resolution"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": RESOLUTION_INPUT,
+                    "multiline": True,
+                    "max_length": 3000,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": OPTIONS_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Open activities"},
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": CANCEL_INPUT,
+                    "options": [
+                        {
+                            "text": {"type": "plain_text", "text": "Cancel open activities"},
+                            "value": CANCEL_VALUE,
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+
+
+def parse_resolve_submission(view: Mapping[str, Any]) -> tuple[str, str, bool]:
+    """(case number, resolution, cancel open activities) from a submitted Resolve modal."""
+    values: Mapping[str, Any] = (view.get("state") or {}).get("values") or {}
+    text = ((values.get(RESOLUTION_BLOCK) or {}).get(RESOLUTION_INPUT) or {}).get("value")
+    chosen = ((values.get(OPTIONS_BLOCK) or {}).get(CANCEL_INPUT) or {}).get("selected_options")
+    cancel = any(o.get("value") == CANCEL_VALUE for o in chosen or ())
+    return str(view.get("private_metadata") or ""), str(text or ""), cancel
+
+
+def mirror_text(who: str, text: str, *, subject: str = "", files: Sequence[str] = ()) -> str:
+    """A customer message as posted into its card's thread."""
+    parts = [f"*{escape(who)}* wrote:"]
+    if subject:
+        parts.append(f"*{escape(subject)}*")
+    parts.append(quote(text, 2500) if text.strip() else "_(no text)_")
+    if files:
+        parts.append(":paperclip: " + ", ".join(escape(f) for f in files))
+    return "\n".join(parts)
+
+
+def _case_line(case: Case, people: Mapping[str, str]) -> str:
+    owner = f" · {_person(case.owner_user, people)}" if case.owner_user else ""
+    return (
+        f"{PRIORITY_MARK[case.priority]} `{case.number}` {escape(_cut(case.title, 80))}"
+        f" · {case.status.label}{owner}"
+    )
+
+
+def listing_blocks(listing: CaseListing) -> list[Block]:
+    people = listing.people
+    mine = "\n".join(_case_line(c, people) for c in listing.mine) or "_none_"
+    queues = ", ".join(listing.queues) or "no queue"
+    waiting = "\n".join(_case_line(c, people) for c in listing.waiting) or "_none_"
+    return [
+        _section(f"*Your open cases* ({len(listing.mine)})\n{mine}"),
+        _section(f"*Waiting to be picked in {escape(queues)}* ({len(listing.waiting)})\n{waiting}"),
+    ]
+
+
+def details_blocks(details: CaseDetails) -> list[Block]:
+    people = details.people
+    blocks = [b for b in case_card(details.case, people=people) if b["type"] != "actions"]
+    lines = [
+        f"{_date(a.at)} · {escape(a.direction)} {escape(a.kind)} · {escape(a.author)}\n"
+        f"{quote(a.text, 300) if a.text.strip() else '_(no text)_'}"
+        for a in details.activities
+    ]
+    if lines:
+        blocks.append(_section("*Latest activities*\n" + "\n".join(lines)))
+    return blocks

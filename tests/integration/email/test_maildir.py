@@ -1,0 +1,302 @@
+"""The Maildir channel on a real folder: delivery, acknowledgement (new/ → cur/ with S),
+watching, polling, failing sinks and unreadable files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Collection
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from inbox_daemon.channels.base import Delivery, IngestResult
+from inbox_daemon.channels.email.maildir import MaildirChannel, seen_name, unique_name
+from inbox_daemon.config import MailboxSettings
+from inbox_daemon.errors import RejectedMessage
+from inbox_daemon.messages import Address, ChannelKind, InboundMessage
+
+
+def make_mail(subject: str) -> bytes:
+    return (
+        "From: Customer <customer@example.com>\r\n"
+        "To: support@example.com\r\n"
+        f"Subject: {subject}\r\n"
+        f"Message-ID: <{abs(hash(subject))}@customer.example>\r\n"
+        "\r\n"
+        "Hello.\r\n"
+    ).encode()
+
+
+def simple_parse(
+    raw: bytes,
+    *,
+    channel_mailbox: str,
+    external_id: str,
+    our_addresses: Collection[str] = (),
+    received_at: datetime | None = None,
+) -> InboundMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    if not msg.keys():
+        raise RejectedMessage("no headers")
+    return InboundMessage(
+        channel=ChannelKind.EMAIL,
+        mailbox=channel_mailbox,
+        external_id=external_id,
+        sender=Address(email=str(msg["From"] or "")),
+        subject=str(msg["Subject"] or ""),
+        message_id=str(msg["Message-ID"] or "") or None,
+    )
+
+
+class Sink:
+    def __init__(self, fail: bool = False) -> None:
+        self.deliveries: list[Delivery] = []
+        self.fail = fail
+        self.where_during: list[list[str]] = []
+        self._changed = asyncio.Event()
+        self.maildir: Path | None = None
+
+    async def __call__(self, delivery: Delivery) -> IngestResult:
+        self.deliveries.append(delivery)
+        if self.maildir is not None:
+            self.where_during.append(sorted(os.listdir(self.maildir / "new")))
+        self._changed.set()
+        if self.fail:
+            raise RuntimeError("database is down")
+        return IngestResult("created")
+
+    async def wait_for(self, count: int, within: float = 5.0) -> list[Delivery]:
+        async with asyncio.timeout(within):
+            while len(self.deliveries) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.deliveries
+
+
+def settings_for(path: Path, **overrides: Any) -> MailboxSettings:
+    values: dict[str, Any] = {
+        "name": "drop",
+        "address": "support@example.com",
+        "kind": "maildir",
+        "path": path,
+        "poll_interval": 30,
+    }
+    values.update(overrides)
+    return MailboxSettings(**values)
+
+
+def drop(maildir: Path, name: str, raw: bytes, *, age: float = 0.0) -> Path:
+    """Deliver like an MTA: write into tmp/, then rename into new/."""
+    tmp = maildir / "tmp" / name
+    tmp.write_bytes(raw)
+    if age:
+        then = time.time() - age
+        os.utime(tmp, (then, then))
+    target = maildir / "new" / name
+    os.rename(tmp, target)
+    return target
+
+
+@contextlib.asynccontextmanager
+async def running(channel: MaildirChannel, sink: Sink) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(channel.run(sink))
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+def maildir(tmp_path: Path) -> Path:
+    path = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (path / sub).mkdir(parents=True)
+    return path
+
+
+async def test_a_file_in_new_is_delivered_then_moved_to_cur_as_seen(maildir: Path) -> None:
+    name = "1736157600.M1P2Q3.host"
+    drop(maildir, name, make_mail("Printer on fire"), age=5)
+    sink = Sink()
+    sink.maildir = maildir
+    channel = MaildirChannel(settings_for(maildir), simple_parse)
+    async with running(channel, sink):
+        [delivery] = await sink.wait_for(1)
+        for _ in range(100):
+            if (maildir / "cur" / f"{name}:2,S").exists():
+                break
+            await asyncio.sleep(0.01)
+    assert sink.where_during == [[name]]  # still in new/ while the sink ran
+    assert delivery.channel == "email"
+    assert delivery.mailbox == "drop"
+    assert delivery.external_id == name
+    assert delivery.message is not None
+    assert delivery.message.subject == "Printer on fire"
+    assert delivery.message.external_id == name
+    assert delivery.raw == make_mail("Printer on fire")
+    assert delivery.checkpoint is None
+    assert os.listdir(maildir / "new") == []
+    assert os.listdir(maildir / "cur") == [f"{name}:2,S"]
+
+
+async def test_files_are_delivered_oldest_first(maildir: Path) -> None:
+    drop(maildir, "c", make_mail("third"), age=10)
+    drop(maildir, "a", make_mail("second"), age=20)
+    drop(maildir, "b", make_mail("first"), age=30)
+    sink = Sink()
+    channel = MaildirChannel(settings_for(maildir), simple_parse)
+    assert await channel.scan(sink) is None
+    assert [d.external_id for d in sink.deliveries] == ["b", "a", "c"]
+    assert sorted(os.listdir(maildir / "cur")) == ["a:2,S", "b:2,S", "c:2,S"]
+
+
+async def test_a_file_added_while_running_is_picked_up_within_two_seconds(
+    maildir: Path, tmp_path: Path
+) -> None:
+    sink = Sink()
+    channel = MaildirChannel(settings_for(maildir, poll_interval=300), simple_parse)
+    async with running(channel, sink):
+        await asyncio.sleep(0.3)  # the watcher is up
+        started = time.monotonic()
+        drop(maildir, "dropped.1", make_mail("dropped by an MTA"))
+        await sink.wait_for(1, within=2.0)
+        assert time.monotonic() - started < 2.0
+
+        # A file copied straight into new/ (not through tmp/) is read once it stops changing.
+        source = tmp_path / "copied.eml"
+        source.write_bytes(make_mail("copied by hand"))
+        started = time.monotonic()
+        await asyncio.to_thread(shutil.copy, source, maildir / "new" / "copied.2")
+        await sink.wait_for(2, within=2.0)
+        assert time.monotonic() - started < 2.0
+    assert [d.external_id for d in sink.deliveries] == ["dropped.1", "copied.2"]
+    assert sink.deliveries[1].raw == make_mail("copied by hand")
+
+
+async def test_without_a_watcher_new_is_polled(maildir: Path) -> None:
+    sink = Sink()
+    channel = MaildirChannel(settings_for(maildir, poll_interval=0.1), simple_parse, watch=False)
+    async with running(channel, sink):
+        await asyncio.sleep(0.15)
+        drop(maildir, "polled", make_mail("polled"), age=1)
+        await sink.wait_for(1, within=2.0)
+
+
+async def test_a_failing_watcher_falls_back_to_polling(
+    maildir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr("inbox_daemon.channels.email.maildir.watchfiles.awatch", broken)
+    sink = Sink()
+    channel = MaildirChannel(settings_for(maildir, poll_interval=0.1), simple_parse)
+    with structlog.testing.capture_logs() as logs:
+        async with running(channel, sink):
+            await asyncio.sleep(0.15)
+            drop(maildir, "polled", make_mail("polled"), age=1)
+            await sink.wait_for(1, within=2.0)
+    assert any(e["event"] == "maildir.watch_failed" for e in logs)
+
+
+async def test_a_failing_sink_leaves_the_file_in_new(maildir: Path) -> None:
+    drop(maildir, "fragile", make_mail("fragile"), age=5)
+    channel = MaildirChannel(settings_for(maildir), simple_parse, failure_pause=0.05)
+    failing = Sink(fail=True)
+    with pytest.raises(RuntimeError, match="database is down"):
+        await asyncio.wait_for(channel.run(failing), 5)
+    assert len(failing.deliveries) == 1
+    assert os.listdir(maildir / "new") == ["fragile"]
+    assert os.listdir(maildir / "cur") == []
+
+    sink = Sink()  # the supervisor runs it again
+    assert await channel.scan(sink) is None
+    assert [d.external_id for d in sink.deliveries] == ["fragile"]
+    assert os.listdir(maildir / "cur") == ["fragile:2,S"]
+
+
+async def test_an_unreadable_file_is_skipped_and_retried(
+    maildir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop(maildir, "locked", make_mail("locked"), age=5)
+    drop(maildir, "fine", make_mail("fine"), age=4)
+    real_read = Path.read_bytes
+    locked = {"locked"}
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name in locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    channel = MaildirChannel(settings_for(maildir), simple_parse)
+    sink = Sink()
+    await channel.scan(sink)
+    assert [d.external_id for d in sink.deliveries] == ["fine"]
+    assert os.listdir(maildir / "new") == ["locked"]
+
+    locked.clear()
+    await channel.scan(sink)
+    assert [d.external_id for d in sink.deliveries] == ["fine", "locked"]
+    assert os.listdir(maildir / "new") == []
+
+
+async def test_a_rejected_message_is_delivered_with_its_reason(maildir: Path) -> None:
+    drop(maildir, "junk", b"\x00\x01 not a mail", age=5)
+
+    def rejecting(raw: bytes, **_: Any) -> InboundMessage:
+        raise RejectedMessage("no headers")
+
+    sink = Sink()
+    await MaildirChannel(settings_for(maildir), rejecting).scan(sink)
+    [delivery] = sink.deliveries
+    assert delivery.message is None
+    assert delivery.error == "no headers"
+    assert os.listdir(maildir / "cur") == ["junk:2,S"]
+
+
+async def test_the_layout_is_created_and_dotfiles_and_folders_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "Maildir"
+    channel = MaildirChannel(settings_for(path), simple_parse, watch=False)
+    task = asyncio.create_task(channel.run(Sink()))
+    await asyncio.sleep(0.05)
+    assert {p.name for p in path.iterdir()} == {"new", "cur", "tmp"}
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    (path / "new" / ".hidden").write_bytes(make_mail("hidden"))
+    (path / "new" / "folder").mkdir()
+    sink = Sink()
+    assert await channel.scan(sink) is None
+    assert sink.deliveries == []
+
+
+async def test_run_once_delivers_what_is_there_and_returns(maildir: Path) -> None:
+    drop(maildir, "old", make_mail("old"), age=5)
+    drop(maildir, "fresh", make_mail("fresh"))  # just written: waited for, not skipped
+    sink = Sink()
+    channel = MaildirChannel(settings_for(maildir), simple_parse)
+    assert await asyncio.wait_for(channel.run_once(sink), 5) == 2
+    assert [d.external_id for d in sink.deliveries] == ["old", "fresh"]
+    assert await channel.run_once(sink) == 0
+
+
+def test_names() -> None:
+    assert unique_name("1736157600.M1P2.host:2,FS") == "1736157600.M1P2.host"
+    assert unique_name("plain") == "plain"
+    assert seen_name("plain") == "plain:2,S"
+    assert seen_name("x:2,F") == "x:2,FS"
+    assert seen_name("x:2,S") == "x:2,S"

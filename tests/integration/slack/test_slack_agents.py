@@ -1,0 +1,269 @@
+"""Agents in Slack: card buttons, the Resolve modal, replies and notes from a card's thread,
+the message shortcut and ``/case`` — each checked in the database and in what Slack was sent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from servers.slack_api import Call
+from slack_helpers import (
+    AGENTS_CHANNEL,
+    ALICE,
+    BOB,
+    DAVE,
+    STRANGER,
+    World,
+    block_action,
+    message_event,
+    note_shortcut,
+    resolve_submission,
+)
+from sqlalchemy import select
+
+from inbox_daemon.cases.model import Actor
+from inbox_daemon.channels.base import Delivery
+from inbox_daemon.messages import Address, ChannelKind, InboundMessage
+from inbox_daemon.store.slack import SlackCardRow
+from inbox_daemon.store.tables import ActivityRow, AuditRow
+
+
+async def new_case(world: World, text: str = "Printer on fire") -> SlackCardRow:
+    await world.event(message_event(text))
+    await world.settle()
+    return await world.card("CAS-000001")
+
+
+async def email_case(world: World) -> SlackCardRow:
+    """A case from email (through the same observed sink the email channel is given)."""
+    mid = "<m1@customer.example>"
+    msg = InboundMessage(
+        channel=ChannelKind.EMAIL,
+        mailbox="support",
+        external_id="7:1",
+        sender=Address("ann@customer.example", "Ann"),
+        subject="Invoice missing",
+        text="Where is my invoice?",
+        message_id=mid,
+        content_hash=hashlib.sha256(mid.encode()).hexdigest(),
+    )
+    await world.sink(Delivery("email", "support", "7:1", b"raw", msg))
+    await world.settle()
+    return await world.card("CAS-000001")
+
+
+def updates_of(world: World, card: SlackCardRow) -> list[Call]:
+    return [
+        c
+        for c in world.api.calls_to("chat.update")
+        if (c["channel"], c["ts"]) == (card.channel, card.ts)
+    ]
+
+
+def ephemerals(world: World, user: str) -> list[str]:
+    return [c["text"] for c in world.api.calls_to("chat.postEphemeral") if c["user"] == user]
+
+
+async def audit(world: World, action: str) -> list[AuditRow]:
+    return [e for e in (await world.svc.show("CAS-000001")).audit if e.action == action]
+
+
+async def test_pick_then_release_update_the_same_card(world: World) -> None:
+    card = await new_case(world)
+    status, _ = await world.interact(block_action("case_pick", "CAS-000001", message_ts=card.ts))
+    assert status == 200
+    case = await world.svc.get("CAS-000001")
+    assert (case.worked_by, case.owner_user, case.status.value) == ("alice", "alice", "in_progress")
+    picks = await audit(world, "pick")  # one audit row per changed field
+    assert {(e.actor_kind, e.actor_name) for e in picks} == {("user", "alice")}
+    await world.settle()
+    [update] = updates_of(world, card)
+    assert "In progress" in update.blocks_text
+    assert "<@U01ALICE>" in update.blocks_text
+    await world.interact(block_action("case_release", "CAS-000001", message_ts=card.ts))
+    await world.settle()
+    case = await world.svc.get("CAS-000001")
+    assert (case.worked_by, case.owner_user) == (None, None)
+    assert len(updates_of(world, card)) == 2
+    assert len(world.posts(AGENTS_CHANNEL, thread=False)) == 1  # still the one card
+
+
+async def test_resolve_through_the_modal(world: World) -> None:
+    card = await new_case(world)
+    await world.svc.add_task("CAS-000001", "call the customer back", Actor.user("alice"))
+    await world.interact(block_action("case_resolve", "CAS-000001", message_ts=card.ts))
+    [opened] = world.api.calls_to("views.open")
+    view = opened["view"]
+    assert (view["callback_id"], view["private_metadata"]) == ("case_resolve_modal", "CAS-000001")
+    assert {b["block_id"] for b in view["blocks"]} == {"resolution", "options"}
+
+    status, body = await world.interact(resolve_submission("CAS-000001", "Replaced the fuser"))
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["response_action"] == "errors"
+    assert "open activit" in answer["errors"]["options"]
+    assert (await world.svc.get("CAS-000001")).status.value == "new"
+
+    status, body = await world.interact(
+        resolve_submission("CAS-000001", "Replaced the fuser", cancel=True)
+    )
+    assert (status, body) == (200, "")
+    case = await world.svc.get("CAS-000001")
+    assert (case.status.value, case.resolution) == ("resolved", "Replaced the fuser")
+    tasks = [a for a in await world.activities("CAS-000001") if a.kind == "task"]
+    assert [t.state for t in tasks] == ["cancelled"]
+    await world.settle()
+    last = updates_of(world, card)[-1]
+    assert "Replaced the fuser" in last.blocks_text
+    assert all(b["type"] != "actions" for b in last["blocks"])  # no buttons on a resolved case
+
+
+async def test_escalate_mentions_the_team(world: World) -> None:
+    card = await new_case(world)
+    await world.interact(block_action("case_escalate", "CAS-000001", message_ts=card.ts))
+    case = await world.svc.get("CAS-000001")
+    assert (case.status.value, case.support_level) == ("escalated", 2)
+    await world.settle()
+    assert "Escalated" in updates_of(world, card)[-1].blocks_text
+    thread = [c["text"] for c in world.posts(AGENTS_CHANNEL, thread=True)]
+    [notice] = [t for t in thread if "escalated" in t]
+    assert "<@U01ALICE>" in notice  # tier1 members with a Slack id (dave is inactive)
+    assert "<@U0DAVE>" not in notice
+
+
+async def test_assign_with_the_user_picker_notifies_the_assignee(world: World) -> None:
+    card = await new_case(world)
+    action = block_action("case_assign", "CAS-000001", message_ts=card.ts, selected_user=BOB)
+    await world.interact(action)
+    case = await world.svc.get("CAS-000001")
+    assert case.owner_user == "bob"  # mapped through the email of his Slack profile
+    assert {e.actor_name for e in await audit(world, "assign")} == {"alice"}
+    await world.settle()
+    [dm] = world.posts(BOB)  # a DM: posted to the user id
+    assert "CAS-000001" in dm["text"]
+    assert "assigned" in dm["text"]
+    assert "Bob Chen" in updates_of(world, card)[-1].blocks_text
+
+
+async def test_unmapped_and_inactive_users_are_refused(world: World) -> None:
+    card = await new_case(world)
+    for user in (STRANGER, DAVE):
+        await world.interact(block_action("case_pick", "CAS-000001", user=user, message_ts=card.ts))
+    await world.interact(
+        block_action("case_assign", "CAS-000001", message_ts=card.ts, selected_user=STRANGER)
+    )
+    await world.settle()
+    assert "not an agent" in ephemerals(world, STRANGER)[0]
+    assert "not an active agent" in ephemerals(world, DAVE)[0]
+    assert "not an active agent" in ephemerals(world, ALICE)[0]
+    case = await world.svc.get("CAS-000001")
+    assert (case.status.value, case.worked_by, case.owner_user) == ("new", None, None)
+    assert {e.action for e in (await world.svc.show("CAS-000001")).audit} == {"create", "routed"}
+    assert updates_of(world, card) == []
+
+
+async def test_agent_reply_in_a_card_thread_goes_to_the_outbox(world: World) -> None:
+    card = await email_case(world)
+    reply = message_event(
+        "Have you tried <https://example.com/reset|the reset page>?",
+        user=ALICE,
+        channel=AGENTS_CHANNEL,
+        thread_ts=card.ts,
+    )
+    assert (await world.event(reply))[0] == 200
+    async with world.db.transaction() as session:
+        stmt = select(ActivityRow).where(ActivityRow.direction == "outgoing")
+        [out] = (await session.execute(stmt)).scalars()
+    assert (out.kind, out.channel, out.delivery_state) == ("email", "email", "pending")
+    assert (out.message_id or "").endswith("@support.example.com>")
+    assert out.recipients == ["ann@customer.example"]
+    assert out.in_reply_to == "<m1@customer.example>"
+    assert out.body_text == "Have you tried the reset page (https://example.com/reset)?"
+    assert out.actor == "user:alice"
+    assert (await world.svc.get("CAS-000001")).first_responded_at is not None
+
+
+async def test_note_marker_keeps_it_internal(world: World) -> None:
+    card = await email_case(world)
+    for text in ("!note checked the billing system", "!NOTE\nsecond look", "!notebook arrived?"):
+        await world.event(
+            message_event(text, user=ALICE, channel=AGENTS_CHANNEL, thread_ts=card.ts)
+        )
+    activities = await world.activities("CAS-000001")
+    assert [(a.kind, a.direction, a.body_text) for a in activities] == [
+        ("email", "incoming", "Where is my invoice?"),
+        ("note", "internal", "checked the billing system"),
+        ("note", "internal", "second look"),
+        ("email", "outgoing", "!notebook arrived?"),  # not the marker: a reply
+    ]
+    assert {a.actor for a in activities[1:]} == {"user:alice"}
+
+
+async def test_thread_messages_outside_cards_and_from_strangers(world: World) -> None:
+    card = await email_case(world)
+    elsewhere = message_event("chit-chat", user=ALICE, channel=AGENTS_CHANNEL, thread_ts="1.2")
+    stranger = message_event("hi", user=STRANGER, channel=AGENTS_CHANNEL, thread_ts=card.ts)
+    await world.event(elsewhere)
+    await world.event(stranger)
+    await world.settle()
+    assert len(await world.activities("CAS-000001")) == 1
+    [refusal] = ephemerals(world, STRANGER)
+    assert "not an agent" in refusal
+
+
+async def test_add_as_internal_note_shortcut(world: World) -> None:
+    first = message_event("My order never came")
+    await world.event(first)
+    await world.settle()
+    await world.interact(note_shortcut(first))
+    await world.settle()
+    activities = await world.activities("CAS-000001")
+    assert [a.kind for a in activities] == ["slack_message", "note"]
+    assert activities[1].body_text.startswith("My order never came")
+    assert activities[1].actor == "user:alice"
+    assert "note added" in ephemerals(world, ALICE)[0].lower()
+
+
+async def test_case_command(world: World) -> None:
+    await new_case(world)
+    status, body = await world.command("list")
+    assert status == 200
+    listing = json.dumps(json.loads(body))
+    assert "CAS-000001" in listing
+    assert "Waiting to be picked" in listing
+
+    shown = json.loads((await world.command("show cas-000001"))[1])
+    assert "Printer on fire" in json.dumps(shown["blocks"])
+
+    picked = json.loads((await world.command("pick CAS-000001"))[1])
+    assert "You picked CAS-000001" in picked["text"]
+    assert (await world.svc.get("CAS-000001")).worked_by == "alice"
+    mine = json.dumps(json.loads((await world.command("list"))[1]))
+    assert "Your open cases* (1)" in mine
+
+    noted = json.loads((await world.command("note CAS-000001 customer is a VIP"))[1])
+    assert "note" in noted["text"].lower()
+    resolved = json.loads((await world.command("resolve CAS-000001 sent a new printer"))[1])
+    assert "resolved" in resolved["text"]
+    assert (await world.svc.get("CAS-000001")).resolution == "sent a new printer"
+
+    missing = json.loads((await world.command("show CAS-999999"))[1])
+    assert missing["text"].startswith(":warning:")
+    usage = json.loads((await world.command("frobnicate"))[1])
+    assert "Usage" in usage["text"]
+    refused = json.loads((await world.command("list", user=STRANGER))[1])
+    assert "not an agent" in refused["text"]
+
+
+async def test_sync_catches_up_with_changes_made_elsewhere(world: World) -> None:
+    world.api.fail("chat.postMessage", "service_unavailable", status=200)
+    await world.event(message_event("Nobody saw this one"))
+    await world.settle()
+    assert await world.count(SlackCardRow) == 0  # Slack was down: no card yet
+    assert await world.agents.cards.sync() == 1  # the periodic pass posts it
+    card = await world.card("CAS-000001")
+    assert await world.agents.cards.sync() == 0  # nothing behind
+    await world.svc.assign("CAS-000001", Actor.user("carol"), user="carol")  # e.g. from the CLI
+    assert await world.agents.cards.sync() == 1
+    [update] = updates_of(world, card)
+    assert "<@U0CAROL>" in update.blocks_text

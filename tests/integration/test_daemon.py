@@ -1,0 +1,145 @@
+"""The daemon as a real process on its embedded default (SQLite + Maildir)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import run_cli
+
+RULES = """version: 1
+users: [{id: alice, name: Alice}]
+teams: [{id: tier1, name: Tier 1, members: [alice]}]
+queues:
+  - {id: general, name: General, team: tier1}
+  - {id: billing, name: Billing, team: tier1}
+  - {id: vip, name: VIP, team: tier1}
+rules:
+  - name: invoices
+    when: {subject: invoice}
+    then: {queue: billing}
+default: {queue: general}
+"""
+
+
+def mail(n: int, subject: str) -> bytes:
+    return (
+        f"From: Customer {n} <c{n}@example.com>\r\nTo: support@example.com\r\n"
+        f"Subject: {subject}\r\nMessage-ID: <d{n}@example.com>\r\n\r\nbody {n}\r\n"
+    ).encode()
+
+
+def drop(home: Path, n: int, subject: str) -> None:
+    new = home / "var" / "maildir" / "new"
+    tmp = home / "var" / "maildir" / "tmp" / f"{n}.eml"
+    tmp.write_bytes(mail(n, subject))
+    tmp.replace(new / f"{time.time_ns()}.{n}.test")
+
+
+def cases(home: Path) -> dict[str, dict[str, object]]:
+    out = run_cli(home, "cases", "list", "--json").stdout
+    return {str(c["title"]): c for c in json.loads(out)}
+
+
+def wait_for(predicate: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    run_cli(tmp_path, "init", ".")
+    (tmp_path / "rules.yaml").write_text(RULES)
+    (tmp_path / "var" / "maildir" / "tmp").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "var" / "maildir" / "new").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INBOX_DAEMON_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inbox_daemon", "run"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + 30
+    while "daemon ready" not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.readline()
+    assert "daemon ready" in seen, seen
+    try:
+        yield tmp_path, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_maildir_mail_becomes_a_case_and_is_acknowledged(
+    daemon: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    home, proc = daemon
+    drop(home, 1, "Printer on fire")
+    wait_for(lambda: "Printer on fire" in cases(home))
+    case = cases(home)["Printer on fire"]
+    assert (case["queue"], case["contact_email"]) == ("general", "c1@example.com")
+    assert not list((home / "var" / "maildir" / "new").iterdir())  # acknowledged: moved to cur/
+    outgoing = home / "var" / "storage" / "outgoing" / "support"
+    wait_for(lambda: outgoing.is_dir() and any(outgoing.iterdir()))
+    ack = next(outgoing.iterdir()).read_text()
+    assert "Subject: Re: Printer on fire [CAS-000001]" in ack
+    assert "Auto-Submitted: auto-replied" in ack
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_rules_reload_under_a_running_daemon(daemon: tuple[Path, subprocess.Popen[str]]) -> None:
+    home, proc = daemon
+    rules = home / "rules.yaml"
+    drop(home, 1, "invoice 1")
+    wait_for(lambda: "invoice 1" in cases(home))
+    assert cases(home)["invoice 1"]["queue"] == "billing"
+
+    def replace_rules(text: str) -> None:
+        tmp = home / "rules.tmp"
+        tmp.write_text(text)
+        tmp.replace(rules)
+
+    # valid: invoices now go to vip
+    replace_rules(RULES.replace("then: {queue: billing}", "then: {queue: vip}"))
+    time.sleep(1.5)
+    drop(home, 2, "invoice 2")
+    wait_for(lambda: "invoice 2" in cases(home))
+    assert cases(home)["invoice 2"]["queue"] == "vip"
+
+    # broken: the last good rules keep routing
+    replace_rules(RULES.replace("then: {queue: billing}", "then: {queue: nowhere}"))
+    time.sleep(1.5)
+    drop(home, 3, "invoice 3")
+    wait_for(lambda: "invoice 3" in cases(home))
+    assert cases(home)["invoice 3"]["queue"] == "vip"
+
+    # valid again, through SIGHUP this time
+    replace_rules(RULES)
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    drop(home, 4, "invoice 4")
+    wait_for(lambda: "invoice 4" in cases(home))
+    assert cases(home)["invoice 4"]["queue"] == "billing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert proc.stdout is not None
+    log = proc.stdout.read()
+    assert "rules rejected; the last good rules stay in force" in log
+    assert "unknown queue 'nowhere'" in log
