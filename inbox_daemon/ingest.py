@@ -467,18 +467,8 @@ class Ingestor:
         except CaseRuleError as exc:
             log.warning("routing status not applied", case=row.number, error=str(exc))
         for note in decision.notes:
-            now = self.service.clock()
-            session.add(
-                ActivityRow(
-                    case_id=row.id,
-                    kind=ActivityKind.NOTE.value,
-                    direction=Direction.INTERNAL.value,
-                    state=ActivityState.COMPLETED.value,
-                    body_text=note,
-                    actor=str(actor),
-                    created_at=now,
-                    updated_at=now,
-                )
+            await self.service.internal_activity_in(
+                session, row, actor, ActivityKind.NOTE, text=note
             )
 
     async def _reroute(

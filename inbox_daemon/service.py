@@ -279,24 +279,41 @@ class CaseService:
         async with self.db.transaction() as session:
             row = await repo.get_case_row(session, _norm_number(number), for_update=True)
             await self.change_in(session, row, lifecycle.AgentReplied(internal=True), actor)
-            now = self.clock()
-            activity = ActivityRow(
-                case_id=row.id,
-                kind=ActivityKind.NOTE.value,
-                direction=Direction.INTERNAL.value,
-                state=ActivityState.COMPLETED.value,
-                body_text=text,
-                actor=str(actor),
-                created_at=now,
-                updated_at=now,
+            return await self.internal_activity_in(
+                session, row, actor, ActivityKind.NOTE, text=text
             )
-            session.add(activity)
-            await session.flush()
-            repo.audit(
-                session, row.id, at=now, actor=actor, action="note",
-                detail={"activity": activity.id},
-            )  # fmt: skip
-            return activity
+
+    async def internal_activity_in(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        actor: Actor,
+        kind: ActivityKind,
+        *,
+        text: str = "",
+        subject: str = "",
+        state: ActivityState = ActivityState.COMPLETED,
+    ) -> ActivityRow:
+        """A note or task on the case, audited, inside the caller's transaction."""
+        now = self.clock()
+        activity = ActivityRow(
+            case_id=row.id,
+            kind=kind.value,
+            direction=Direction.INTERNAL.value,
+            state=state.value,
+            subject=subject,
+            body_text=text,
+            actor=str(actor),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(activity)
+        await session.flush()
+        detail: dict[str, object] = {"activity": activity.id}
+        if subject:
+            detail["subject"] = subject
+        repo.audit(session, row.id, at=now, actor=actor, action=kind.value, detail=detail)
+        return activity
 
     async def reply(self, number: str, text: str, actor: Actor) -> ActivityRow:
         """An agent's answer: an outgoing activity, pending delivery, its Message-ID fixed now."""
@@ -376,26 +393,10 @@ class CaseService:
         """An open task on the case (it keeps the case from being resolved until settled)."""
         async with self.db.transaction() as session:
             row = await repo.get_case_row(session, _norm_number(number), for_update=True)
-            case = repo.to_domain(row)
-            lifecycle.require_editable(case, "add task")
-            now = self.clock()
-            activity = ActivityRow(
-                case_id=row.id,
-                kind=ActivityKind.TASK.value,
-                direction=Direction.INTERNAL.value,
-                state=ActivityState.OPEN.value,
-                subject=subject,
-                actor=str(actor),
-                created_at=now,
-                updated_at=now,
+            lifecycle.require_editable(repo.to_domain(row), "add task")
+            return await self.internal_activity_in(
+                session, row, actor, ActivityKind.TASK, subject=subject, state=ActivityState.OPEN
             )
-            session.add(activity)
-            await session.flush()
-            repo.audit(
-                session, row.id, at=now, actor=actor, action="task",
-                detail={"activity": activity.id, "subject": subject},
-            )  # fmt: skip
-            return activity
 
 
 async def _last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:
