@@ -18,7 +18,9 @@ from functools import partial
 
 from inbox_daemon.acknowledge import AckTemplates, load_templates
 from inbox_daemon.agents import SlackAgents
+from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.model import Actor
+from inbox_daemon.cases.sla import SlaPolicy
 from inbox_daemon.channels.base import InboundChannel, Sink
 from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.channels.email.maildir import MaildirChannel
@@ -106,6 +108,7 @@ class Runtime:
             directory=current.directory if current else None,
             message_domain=settings.cases.message_domain,
             auto_close_after=settings.cases.auto_close_after,
+            sla_lookup=self.sla_policy,
         )
         self.rules.on_change.append(
             lambda loaded: setattr(self.service, "directory", loaded.directory)
@@ -176,6 +179,13 @@ class Runtime:
             )
             return
         self.ingestor.options = replace(self.ingestor.options, acknowledgements=templates)
+
+    def sla_policy(self, name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
+        """The SLA policy of that name in the rules in force, with its calendar."""
+        rules = self.rules.current
+        if rules is None or name not in rules.sla:
+            return None
+        return rules.sla[name], rules.calendar_for(name)
 
     async def inbound_channels(self) -> list[InboundChannel]:
         """One channel per configured mailbox, IMAP ones resuming from their checkpoint."""

@@ -398,8 +398,8 @@ class Ingestor:
             priority = priority or q.default_priority
         priority = priority or Priority.MEDIUM
         first_due = resolve_due = None
-        sla = decision.sla
-        if rules is not None and sla is not None and sla in rules.sla:
+        sla = decision.sla if rules is not None and decision.sla in rules.sla else None
+        if rules is not None and sla is not None:
             due = rules.sla[sla].due_dates(now, priority, rules.calendar_for(sla))
             first_due, resolve_due = due.first_response_due, due.resolve_by_due
         title = " ".join(msg.subject.split())[:MAX_TITLE] or _first_line(msg.text) or "(no subject)"
@@ -417,6 +417,7 @@ class Ingestor:
             queue=queue,
             owner_team=team,
             owner_user=decision.user,
+            sla_policy=sla,
             first_response_due=first_due,
             resolve_by_due=resolve_due,
         )

@@ -14,7 +14,8 @@ from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases import lifecycle, sla
+from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.directory import Directory
 from inbox_daemon.cases.enums import (
     ActivityKind,
@@ -25,13 +26,18 @@ from inbox_daemon.cases.enums import (
     Priority,
     Status,
 )
-from inbox_daemon.cases.model import Actor, Case
+from inbox_daemon.cases.model import Actor, Case, diff
 from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
 
 Clock = Callable[[], datetime]
+SlaLookup = Callable[[str], "tuple[sla.SlaPolicy, BusinessCalendar] | None"]
+
+
+def _no_sla(_name: str) -> tuple[sla.SlaPolicy, BusinessCalendar] | None:
+    return None
 
 
 def utcnow() -> datetime:
@@ -76,8 +82,11 @@ class CaseService:
         message_domain: str = "inbox-daemon.invalid",
         auto_close_after: timedelta = lifecycle.DEFAULT_AUTO_CLOSE_AFTER,
         on_outgoing: Callable[[], None] | None = None,
+        sla_lookup: SlaLookup = _no_sla,
     ) -> None:
         self.db = db
+        #: The SLA policy (and its calendar) of a name from rules.yaml, or None.
+        self.sla_lookup = sla_lookup
         #: Called after a transaction that queued an outgoing message commits (wakes the outbox).
         self.on_outgoing = on_outgoing
         self.directory = directory or Directory()
@@ -187,7 +196,7 @@ class CaseService:
             now=now, open_activities=await repo.open_activity_ids(session, row.id)
         )
         case = repo.to_domain(row, await repo.parent_number(session, row))
-        outcome = lifecycle.apply(case, event, ctx)
+        outcome = await self._with_sla(session, row, case, lifecycle.apply(case, event, ctx), now)
         repo.write_back(row, outcome.case)
         for effect in outcome.effects:
             if isinstance(effect, lifecycle.SettleActivities):
@@ -212,6 +221,46 @@ class CaseService:
             )
         await session.flush()
         return outcome
+
+    async def _with_sla(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        before: Case,
+        outcome: lifecycle.Outcome,
+        now: datetime,
+    ) -> lifecycle.Outcome:
+        """Keep the due dates true to the SLA: pauses stop the clock, a new priority recounts."""
+        after = outcome.case
+        found = self.sla_lookup(after.sla_policy) if after.sla_policy else None
+        if found is None:
+            return outcome
+        policy, calendar = found
+        if after.priority is not before.priority:
+            transitions = await repo.status_history(session, row.id)
+            due = sla.recalculate(
+                policy,
+                after.created_at or now,
+                after.priority,
+                calendar,
+                sla.pauses_from_history(transitions, now),
+            )
+            after = replace(
+                after, first_response_due=due.first_response_due, resolve_by_due=due.resolve_by_due
+            )
+        else:
+            for effect in outcome.effects:
+                if isinstance(effect, lifecycle.Resumed):
+                    after = replace(
+                        after,
+                        first_response_due=_extend(
+                            after.first_response_due, effect, policy, calendar
+                        ),
+                        resolve_by_due=_extend(after.resolve_by_due, effect, policy, calendar),
+                    )
+        if after == outcome.case:
+            return outcome
+        return replace(outcome, case=after, changes=diff(before, after))
 
     async def assign(
         self,
@@ -397,6 +446,19 @@ class CaseService:
             return await self.internal_activity_in(
                 session, row, actor, ActivityKind.TASK, subject=subject, state=ActivityState.OPEN
             )
+
+
+def _extend(
+    due: datetime | None,
+    pause: lifecycle.Resumed,
+    policy: sla.SlaPolicy,
+    calendar: BusinessCalendar,
+) -> datetime | None:
+    if due is None:
+        return None
+    return sla.extend_for_pause(
+        due, pause.paused_from, pause.resumed_at, calendar, policy.business_time
+    )
 
 
 async def _last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:

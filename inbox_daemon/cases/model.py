@@ -76,6 +76,8 @@ class Case:
     contact_name: str = ""
     category: str | None = None
     reason: str | None = None
+    #: The SLA policy (from rules.yaml) the due dates are counted by.
+    sla_policy: str | None = None
     first_response_due: datetime | None = None
     resolve_by_due: datetime | None = None
     first_responded_at: datetime | None = None

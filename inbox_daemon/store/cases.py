@@ -24,6 +24,7 @@ _PLAIN_FIELDS = (
     "contact_name",
     "category",
     "reason",
+    "sla_policy",
     "first_response_due",
     "resolve_by_due",
     "first_responded_at",
@@ -213,7 +214,7 @@ async def open_case_counts(session: AsyncSession) -> dict[str, int]:
         )
         .group_by(CaseRow.owner_user)
     )  # fmt: skip
-    return {owner: count for owner, count in (await session.execute(stmt)).tuples() if owner}
+    return {owner: count for owner, count in (await session.execute(stmt)).all() if owner}
 
 
 async def queues_with_open_cases(session: AsyncSession) -> set[str]:
@@ -228,3 +229,13 @@ async def queues_with_open_cases(session: AsyncSession) -> set[str]:
         .distinct()
     )  # fmt: skip
     return {q for q in (await session.execute(stmt)).scalars() if q}
+
+
+async def status_history(session: AsyncSession, case_id: int) -> list[tuple[datetime, Status]]:
+    """Every status a case entered, with when (from its audit trail), oldest first."""
+    stmt = (
+        select(AuditRow.at, AuditRow.new_value)
+        .where(AuditRow.case_id == case_id, AuditRow.field == "status")
+        .order_by(AuditRow.id)
+    )
+    return [(at, Status(value)) for at, value in (await session.execute(stmt)).all() if value]

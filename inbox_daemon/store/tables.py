@@ -81,6 +81,7 @@ class CaseRow(Base):
     contact_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     category: Mapped[str | None] = mapped_column(String(100))
     reason: Mapped[str | None] = mapped_column(String(100))
+    sla_policy: Mapped[str | None] = mapped_column(String(100))
     first_response_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolve_by_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

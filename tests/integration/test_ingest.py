@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from inbox_daemon.acknowledge import load_templates
-from inbox_daemon.cases.enums import Status
-from inbox_daemon.cases.lifecycle import Close, SetStatus
+from inbox_daemon.cases.calendar import BusinessCalendar
+from inbox_daemon.cases.enums import Priority, Status
+from inbox_daemon.cases.lifecycle import Close, Edit, SetStatus
 from inbox_daemon.cases.model import Actor
+from inbox_daemon.cases.sla import SlaPolicy
 from inbox_daemon.channels.base import Delivery
 from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.messages import (
@@ -120,7 +122,16 @@ def rules() -> LoadedRules:
 
 @pytest.fixture
 def svc(db: Database, clock: Clock, rules: LoadedRules) -> CaseService:
-    return CaseService(db, directory=rules.directory, clock=clock, message_domain="ours.example")
+    def sla_lookup(name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
+        return (rules.sla[name], rules.calendar_for(name)) if name in rules.sla else None
+
+    return CaseService(
+        db,
+        directory=rules.directory,
+        clock=clock,
+        message_domain="ours.example",
+        sla_lookup=sla_lookup,
+    )
 
 
 @pytest.fixture
@@ -432,3 +443,27 @@ async def test_new_email_case_is_acknowledged_within_the_rate_limit(
         for i in range(10)
     ]
     assert acked == [True, True, True] + [False] * 7
+
+
+async def test_sla_clock_stops_while_paused_and_recounts_on_priority_change(
+    ingest: Ingestor, svc: CaseService, clock: Clock
+) -> None:
+    await ingest(delivery(mail(1)))  # 09:00, standard SLA, medium: 4h / 2d in calendar time
+    case = await svc.get("CAS-000001")
+    assert case.sla_policy == "standard"
+    assert case.first_response_due == datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
+    clock.now += timedelta(hours=1)  # 10:00
+    await svc.change("CAS-000001", SetStatus(Status.WAITING_FOR_RESPONSE), AGENT)
+    clock.now += timedelta(hours=2)  # 12:00: the customer answers, the clock runs again
+    await ingest(delivery(mail(2, "Re: [CAS-000001] here you go")))
+    case = await svc.get("CAS-000001")
+    assert case.status is Status.REOPENED
+    assert case.first_response_due == datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    assert case.resolve_by_due == datetime(2026, 3, 4, 11, 0, tzinfo=UTC)
+    # high: 1h / 1d from creation; the pause began after the 10:00 first-response target
+    await svc.change("CAS-000001", Edit({"priority": Priority.HIGH}), AGENT)
+    view = await svc.show("CAS-000001")
+    assert view.case.first_response_due == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    assert view.case.resolve_by_due == datetime(2026, 3, 3, 11, 0, tzinfo=UTC)
+    changed = {e.field for e in view.audit if e.action == "edit"}
+    assert changed == {"priority", "first_response_due", "resolve_by_due"}
