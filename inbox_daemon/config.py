@@ -39,6 +39,8 @@ class DatabaseSettings(_Section):
 class StorageSettings(_Section):
     #: Attachments (content-addressed), quarantine and the outgoing-mail folder live here.
     path: Path = Path("var/storage")
+    #: A larger attachment is not kept: the activity says so instead.
+    max_attachment_mb: float = Field(default=25, gt=0)
 
 
 class RulesSettings(_Section):

@@ -127,6 +127,7 @@ class Runtime:
                 reopen_window=timedelta(days=window) if window else None,
                 acknowledgements=self._templates(),
                 auto_answers_per_hour=settings.cases.auto_answers_per_hour,
+                max_attachment_bytes=int(settings.storage.max_attachment_mb * 1024 * 1024),
             ),
         )
         self.rules.on_change.append(self._reload_templates)

@@ -32,9 +32,10 @@ from inbox_daemon.cases.enums import (
 )
 from inbox_daemon.cases.model import Actor, Case, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
+from inbox_daemon.channels.email.quotes import strip_quoted_reply
 from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import ChannelKind, InboundMessage
+from inbox_daemon.messages import ChannelKind, InboundMessage, bare_subject
 from inbox_daemon.router.assign import pick_assignee
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate, explain
 from inbox_daemon.router.loader import LoadedRules
@@ -63,6 +64,8 @@ class IntakeOptions:
     acknowledgements: AckTemplates | None = None
     #: At most this many automatic answers to one sender per hour.
     auto_answers_per_hour: int = 3
+    #: A larger attachment is not kept; the activity's text says so instead.
+    max_attachment_bytes: int = 25 * 1024 * 1024
     #: A reply to a case resolved longer ago than this opens a follow-up case.
     reopen_window: timedelta | None = None
     #: Failures of one message before it is set aside in quarantine.
@@ -402,16 +405,18 @@ class Ingestor:
         if rules is not None and sla is not None:
             due = rules.sla[sla].due_dates(now, priority, rules.calendar_for(sla))
             first_due, resolve_due = due.first_response_due, due.resolve_by_due
-        title = " ".join(msg.subject.split())[:MAX_TITLE] or _first_line(msg.text) or "(no subject)"
+        new_text = _new_text(msg)
+        title = bare_subject(msg.subject)[:MAX_TITLE] or _first_line(new_text) or "(no subject)"
+        contact = msg.reply_to[0] if msg.reply_to and msg.reply_to[0].email else msg.sender
         return Case(
             number="",
             title=title,
             origin=Origin.SLACK if msg.channel is ChannelKind.SLACK else Origin.EMAIL,
             priority=priority,
-            description=msg.text[:MAX_DESCRIPTION],
-            contact_email=(msg.sender.email or "").lower() or None,
+            description=new_text[:MAX_DESCRIPTION],
+            contact_email=(contact.email or "").lower() or None,
             contact_slack=msg.sender.slack_user,
-            contact_name=msg.sender.name[:200],
+            contact_name=(contact.name or msg.sender.name)[:200],
             category=decision.category,
             reason=decision.reason,
             queue=queue,
@@ -527,7 +532,8 @@ class Ingestor:
             channel=msg.channel.value,
             mailbox=msg.mailbox,
             subject=msg.subject[:1000],
-            body_text=msg.text,
+            body_text=msg.text + _oversize_note(msg, self.options.max_attachment_bytes),
+            body_new=_new_text(msg),
             body_html=msg.html,
             sender=msg.sender.email or msg.sender.slack_user,
             recipients=[a.email or a.slack_user or "" for a in msg.to],
@@ -552,6 +558,8 @@ class Ingestor:
         session.add(activity)
         await session.flush()
         for att in msg.attachments:
+            if att.size > self.options.max_attachment_bytes:
+                continue  # _oversize_note told the agent
             if att.content is not None:
                 sha, size = self.files.put(att.content)
             elif att.path is not None:
@@ -570,6 +578,23 @@ class Ingestor:
                 )
             )
         return activity
+
+
+def _new_text(msg: InboundMessage) -> str:
+    """The text the customer just wrote: email replies lose their quoted history."""
+    if msg.channel is ChannelKind.EMAIL:
+        return strip_quoted_reply(msg.text)
+    return msg.text
+
+
+def _oversize_note(msg: InboundMessage, limit: int) -> str:
+    notes = [
+        f"[attachment {att.filename!r} ({att.size / 2**20:.1f} MB) not kept: larger than the "
+        f"{limit / 2**20:.0f} MB limit]"
+        for att in msg.attachments
+        if att.size > limit
+    ]
+    return "\n\n" + "\n".join(notes) if notes else ""
 
 
 def _first_line(text: str) -> str:

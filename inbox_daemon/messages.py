@@ -7,10 +7,24 @@ A channel turns a mailbox or a Slack workspace into :class:`InboundMessage` valu
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+#: Reply and forward prefixes in many languages and mail clients (``Re:``, ``AW:``, ``Fwd:``,
+#: ``WG:``, ``SV:``, ``Re[2]:`` …), repeated.
+REPLY_PREFIXES = re.compile(
+    r"^\s*(?:(?:re|aw|sv|vs|antw|antwort|ref|rif|res|odp|fw|fwd|wg|tr|rv|enc|vb|ynt|doorst"
+    r"|回复|回覆|答复|转发|轉寄)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
+    re.IGNORECASE,
+)
+
+
+def bare_subject(subject: str) -> str:
+    """A subject without its reply and forward prefixes, white space folded."""
+    return REPLY_PREFIXES.sub("", " ".join(subject.split()))
 
 
 class ChannelKind(enum.StrEnum):

@@ -117,6 +117,8 @@ class ActivityRow(Base):
     mailbox: Mapped[str | None] = mapped_column(String(100))
     subject: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
     body_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    #: The new text of a reply, without the quoted history below it (the full body is kept too).
+    body_new: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     sender: Mapped[str | None] = mapped_column(String(400))
     recipients: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)

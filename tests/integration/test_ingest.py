@@ -467,3 +467,38 @@ async def test_sla_clock_stops_while_paused_and_recounts_on_priority_change(
     assert view.case.resolve_by_due == datetime(2026, 3, 3, 11, 0, tzinfo=UTC)
     changed = {e.field for e in view.audit if e.action == "edit"}
     assert changed == {"priority", "first_response_due", "resolve_by_due"}
+
+
+async def test_new_case_takes_bare_title_reply_to_contact_and_new_text(
+    svc: CaseService, tmp_path: Path, rules: LoadedRules, db: Database
+) -> None:
+    ingest = Ingestor(
+        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
+        rules=lambda: rules, options=IntakeOptions(max_attachment_bytes=1000),
+    )  # fmt: skip
+    big = Attachment("dump.bin", "application/octet-stream", 5000, content=b"x" * 5000)
+    small = Attachment("log.txt", "text/plain", 3, content=b"log")
+    msg = replace(
+        mail(
+            1, "AW: Fwd: WG:  Printer   jam", text="It jams again.\n\nOn Mon, Bob wrote:\n> old\n"
+        ),
+        reply_to=(Address("helpdesk-owner@example.com", "Owner"),),
+        attachments=(big, small),
+    )
+    await ingest(delivery(msg))
+    view = await svc.show("CAS-000001")
+    assert view.case.title == "Printer jam"
+    assert (view.case.contact_email, view.case.contact_name) == (
+        "helpdesk-owner@example.com",
+        "Owner",
+    )
+    assert view.case.description == "It jams again."
+    activity = view.activities[0]
+    assert activity.body_new == "It jams again."
+    assert activity.body_text.startswith("It jams again.\n\nOn Mon, Bob wrote:\n> old\n")
+    assert "[attachment 'dump.bin' (0.0 MB) not kept: larger than the 0 MB limit]" in (
+        activity.body_text
+    )
+    async with db.transaction() as s:
+        names = list((await s.execute(select(AttachmentRow.filename))).scalars())
+    assert names == ["log.txt"]

@@ -24,7 +24,7 @@ from email.policy import Policy
 from email.utils import format_datetime
 
 from inbox_daemon.errors import PermanentDeliveryError
-from inbox_daemon.messages import Address, Attachment, OutboundMessage
+from inbox_daemon.messages import REPLY_PREFIXES, Address, Attachment, OutboundMessage
 
 __all__ = [
     "MAIL_POLICY",
@@ -43,11 +43,7 @@ MAX_ID_LENGTH = 900
 
 # Reply and forward prefixes in the languages our customers write in most, each optionally
 # numbered ("Re[2]:", "AW(3):"), with an ASCII or a full-width colon.
-_PREFIX = re.compile(
-    r"^\s*(?:(?:re|aw|sv|vs|antw|antwort|ref|rif|res|odp|fw|fwd|wg|tr|rv|enc|vb|ynt|doorst"
-    r"|回复|回覆|答复|转发|轉寄)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
-    re.IGNORECASE,
-)
+_PREFIX = REPLY_PREFIXES
 _SPACES = re.compile(r"\s+")
 # One msg-id: printable ASCII without spaces or angle brackets, between angle brackets.
 _MSG_ID = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]+>$")

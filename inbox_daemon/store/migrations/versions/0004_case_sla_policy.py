@@ -1,4 +1,4 @@
-"""the SLA policy a case's due dates are counted by
+"""the SLA policy a case's due dates are counted by; the new text of an activity
 
 Revision ID: 0004
 Revises: 0003
@@ -19,8 +19,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.add_column(sa.Column("sla_policy", sa.String(length=100), nullable=True))
+    with op.batch_alter_table("activities", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("body_new", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("activities", schema=None) as batch_op:
+        batch_op.drop_column("body_new")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_column("sla_policy")
