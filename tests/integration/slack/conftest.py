@@ -36,9 +36,10 @@ from servers.slack_api import (  # noqa: E402
     SlackStandIn,
     slack_api,
 )
+from servers.smtp import smtp_sink, smtp_sink_factory  # noqa: E402
 from slack_helpers import RULES, World, settings_for, workspace  # noqa: E402
 
-__all__ = ["slack_api"]
+__all__ = ["slack_api", "smtp_sink", "smtp_sink_factory"]
 
 
 @pytest.fixture

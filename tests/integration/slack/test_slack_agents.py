@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from servers.slack_api import Call
+from servers.smtp import SmtpSink
 from slack_helpers import (
     AGENTS_CHANNEL,
     ALICE,
@@ -23,7 +25,10 @@ from sqlalchemy import select
 
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.channels.base import Delivery
+from inbox_daemon.channels.email.smtp import EmailSender, SmtpSender
+from inbox_daemon.config import MailboxSettings, SmtpSettings
 from inbox_daemon.messages import Address, ChannelKind, InboundMessage
+from inbox_daemon.outbox import Outbox
 from inbox_daemon.store.slack import SlackCardRow
 from inbox_daemon.store.tables import ActivityRow, AuditRow
 
@@ -162,7 +167,9 @@ async def test_unmapped_and_inactive_users_are_refused(world: World) -> None:
     assert updates_of(world, card) == []
 
 
-async def test_agent_reply_in_a_card_thread_goes_to_the_outbox(world: World) -> None:
+async def test_agent_reply_in_a_card_thread_goes_to_the_outbox(
+    world: World, smtp_sink: SmtpSink
+) -> None:
     card = await email_case(world)
     reply = message_event(
         "Have you tried <https://example.com/reset|the reset page>?",
@@ -181,6 +188,21 @@ async def test_agent_reply_in_a_card_thread_goes_to_the_outbox(world: World) -> 
     assert out.body_text == "Have you tried the reset page (https://example.com/reset)?"
     assert out.actor == "user:alice"
     assert (await world.svc.get("CAS-000001")).first_responded_at is not None
+    # and the outbox delivers it, threaded, to the customer's mail server
+    box = MailboxSettings(
+        name="support", address="support@support.example.com", kind="maildir", path=Path("/x"),
+        smtp=SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, tls="none"),
+    )  # fmt: skip
+    outbox = Outbox(world.db, {"email": EmailSender({"support": SmtpSender(box)})})
+    assert await outbox.run_once() == 1
+    [got] = smtp_sink.received
+    mail = got.message
+    assert got.rcpt_tos == ("ann@customer.example",)
+    assert mail["Message-ID"] == out.message_id
+    assert mail["In-Reply-To"] == "<m1@customer.example>"
+    assert "<m1@customer.example>" in mail["References"]
+    assert "[CAS-000001]" in mail["Subject"]
+    assert "the reset page (https://example.com/reset)" in mail.get_body(("plain",)).get_content()
 
 
 async def test_note_marker_keeps_it_internal(world: World) -> None:
