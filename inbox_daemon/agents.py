@@ -396,6 +396,13 @@ class SlackAgents:
             notify.append(lifecycle.Notify(None, None, "reopened by the customer"))
         await self.cards.refresh(number, mirror=result.activity_id, notify=notify)
 
+    async def delivery_failed(self, number: str, error: str) -> None:
+        """Our message to the customer was given up: say so in the case card's thread."""
+        await self.cards.refresh(
+            number,
+            thread_text=f":warning: Our message to the customer could not be delivered: {error}",
+        )
+
     async def revised(self, revision: MessageRevision) -> None:
         """A customer edited or deleted a message: an internal note on its case says so."""
         async with self.service.db.transaction() as session:

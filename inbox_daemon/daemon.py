@@ -164,6 +164,8 @@ class Runtime:
             ),
         )
         self.service.on_outgoing = self.outbox.wake
+        if self.slack_agents is not None:
+            self.outbox.on_failed.append(self.slack_agents.delivery_failed)
 
     def _templates(self) -> AckTemplates | None:
         if not self.settings.cases.acknowledge:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -157,6 +157,9 @@ class Outbox:
         self.rng = rng or random.Random()
         #: Set it (or call :meth:`wake`) to deliver now rather than at the next interval.
         self.wakeup = asyncio.Event()
+        #: Told (case number, error) after a message was given up, e.g. to tell the agents.
+        self.on_failed: list[Callable[[str, str], Awaitable[None]]] = []
+        self._failed: list[tuple[str, str]] = []
 
     def wake(self) -> None:
         """Deliver now rather than at the next interval (wired to the service's replies)."""
@@ -167,16 +170,26 @@ class Outbox:
     async def run_once(self) -> int:
         """Claim due rows and deliver them; returns how many rows were claimed."""
         claims = await self.claim()
-        if not claims:
-            return 0
-        gate = asyncio.Semaphore(max(self.policy.concurrency, 1))
+        if claims:
+            gate = asyncio.Semaphore(max(self.policy.concurrency, 1))
 
-        async def deliver(claim: Claim) -> None:
-            async with gate:
-                await self._deliver(claim)
+            async def deliver(claim: Claim) -> None:
+                async with gate:
+                    await self._deliver(claim)
 
-        await asyncio.gather(*(deliver(c) for c in claims))
+            await asyncio.gather(*(deliver(c) for c in claims))
+        await self._report_failures()
         return len(claims)
+
+    async def _report_failures(self) -> None:
+        """Tell the listeners about messages given up (after their transactions committed)."""
+        failed, self._failed = self._failed, []
+        for number, error in failed:
+            for listener in self.on_failed:
+                try:
+                    await listener(number, error)
+                except Exception as exc:  # a listener never stops delivery
+                    log.warning("failure report not delivered", case=number, error=str(exc))
 
     async def claim(self) -> list[Claim]:
         """Take up to a batch of due rows in a short transaction of its own."""
@@ -357,6 +370,7 @@ class Outbox:
                     "channel": activity.channel, "attempts": activity.attempts,
                     "error": error[:MAX_ERROR]},
         )  # fmt: skip
+        self._failed.append((case.number, error[:MAX_ERROR]))
         log.error("delivery failed for good", activity=activity.id, case=case.number,
                   message_id=activity.message_id, attempts=activity.attempts,
                   error=error)  # fmt: skip

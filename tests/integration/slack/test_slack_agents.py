@@ -289,3 +289,27 @@ async def test_sync_catches_up_with_changes_made_elsewhere(world: World) -> None
     assert await world.agents.cards.sync() == 1
     [update] = updates_of(world, card)
     assert "<@U0CAROL>" in update.blocks_text
+
+
+async def test_a_reply_that_cannot_be_delivered_is_reported_in_the_card_thread(
+    world: World, smtp_sink: SmtpSink
+) -> None:
+    card = await email_case(world)
+    reply = message_event("Try this.", user=ALICE, channel=AGENTS_CHANNEL, thread_ts=card.ts)
+    assert (await world.event(reply))[0] == 200
+    smtp_sink.refuse_recipients(1)  # 550: no such user
+    box = MailboxSettings(
+        name="support", address="support@support.example.com", kind="maildir", path=Path("/x"),
+        smtp=SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, tls="none"),
+    )  # fmt: skip
+    outbox = Outbox(world.db, {"email": EmailSender({"support": SmtpSender(box)})})
+    outbox.on_failed.append(world.agents.delivery_failed)
+    await outbox.run_once()
+    await world.settle()
+    warnings = [
+        c["text"] for c in world.posts(AGENTS_CHANNEL, thread=True) if ":warning:" in c["text"]
+    ]
+    assert len(warnings) == 1
+    assert "could not be delivered" in warnings[0]
+    assert "550" in warnings[0]
+    assert all(c["thread_ts"] == card.ts for c in world.posts(AGENTS_CHANNEL, thread=True))
