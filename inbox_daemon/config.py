@@ -127,6 +127,8 @@ class MailboxSettings(_Section):
     oauth2: OAuth2Settings | None = None
     folder: str = "INBOX"
     processed_folder: str = ""
+    #: IMAP only: keep a copy of every mail we send in this folder (e.g. "Sent").
+    sent_folder: str = ""
     poll_interval: float = Field(default=60, gt=0)
     idle: bool = True
     path: Path | None = None

@@ -226,6 +226,26 @@ class ImapChannel:
             self.connected = False
             await session.close()
 
+    async def append_sent(self, raw: bytes) -> None:
+        """Keep a copy of a mail we sent in the mailbox's ``sent_folder`` (own short session)."""
+        folder = self.settings.sent_folder
+        if not folder:
+            return
+        session = await ImapSession.connect(
+            self.settings.host,
+            self._port,
+            tls=self.settings.tls,
+            ssl_context=self._ssl,
+            channel=self.name,
+            command_timeout=self._timeout,
+        )
+        try:
+            await self._authenticate(session)
+            await session.ensure_folder(folder)
+            await session.append(folder, raw)
+        finally:
+            await session.close()
+
     async def _open(self) -> tuple[ImapSession, int]:
         """Connect, log in and select the folder; returns the session and its UIDVALIDITY."""
         session = await ImapSession.connect(

@@ -267,6 +267,13 @@ class ImapSession:
         """CREATE ``folder`` unless it exists (a NO is fine: most likely it does)."""
         await self._call("CREATE", self._protocol.simple_command("CREATE", encode_folder(folder)))
 
+    async def append(self, folder: str, raw: bytes, flags: str = "(\\Seen)") -> None:
+        """APPEND a message to ``folder`` (our sent mail to the Sent folder)."""
+        append = self._protocol.append(raw, encode_folder(folder), flags, None, timeout=None)
+        response = await self._call("APPEND", append)
+        if response.result != "OK":
+            raise ChannelError(self.channel, f"cannot append to {folder!r}: {_text(response)}")
+
     @property
     def new_mail(self) -> asyncio.Event:
         """Set whenever the server announces EXISTS or RECENT; the caller clears it."""

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
 
-from inbox_daemon.channels.email.compose import compose
+from inbox_daemon.channels.email.compose import compose, to_bytes
+from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.channels.email.outfolder import OutFolder
 from inbox_daemon.config import MailboxSettings, SmtpSettings, read_secret
 from inbox_daemon.errors import (
@@ -117,8 +118,11 @@ class SmtpSender:
         timeout: float = DEFAULT_TIMEOUT,
         local_hostname: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        keep_copy: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> None:
         settings = smtp or mailbox.smtp
+        #: Called with the bytes of each mail sent (to keep it in the IMAP Sent folder).
+        self.keep_copy = keep_copy
         if settings is None:
             raise ValueError(f"mailbox {mailbox.name} has no [mailbox.smtp]")
         self.mailbox = mailbox
@@ -189,6 +193,12 @@ class SmtpSender:
                                  for r, resp in refused.items()})  # fmt: skip
         log.info("mail sent", mailbox=self.mailbox.name, message_id=msg.message_id,
                  server=f"{self.settings.host}:{self.port}")  # fmt: skip
+        if self.keep_copy is not None:
+            try:
+                await self.keep_copy(to_bytes(mail))
+            except Exception as exc:  # the mail is sent: a missing copy must not resend it
+                log.warning("copy of sent mail not kept", mailbox=self.mailbox.name,
+                            message_id=msg.message_id, error=str(exc))  # fmt: skip
         return DeliveryReceipt(external_id=msg.message_id, sent_at=self.clock())
 
 
@@ -223,7 +233,12 @@ class EmailSender:
         senders: dict[str, MailSender] = {}
         for box in mailboxes:
             if box.smtp is not None:
-                senders[box.name] = SmtpSender(box, daemon_name=daemon_name, clock=clock)
+                keep = None
+                if box.kind == "imap" and box.sent_folder:
+                    keep = ImapChannel.from_settings(box).append_sent
+                senders[box.name] = SmtpSender(
+                    box, daemon_name=daemon_name, clock=clock, keep_copy=keep
+                )
             else:
                 senders[box.name] = OutFolder(box, storage, daemon_name=daemon_name, clock=clock)
         return cls(senders)
