@@ -59,6 +59,9 @@ class MimeContent:
     delivery_status: list[dict[str, str]] = field(default_factory=list)
     #: Named text parts without a Content-Disposition: the body when nothing else is.
     named_text: list[str] = field(default_factory=list)
+    #: Message-IDs of the messages a report returns (``message/rfc822`` or
+    #: ``text/rfc822-headers`` parts): what a bounce is about.
+    returned_ids: list[str] = field(default_factory=list)
 
 
 def header_str(part: Message, name: str) -> str:
@@ -230,6 +233,9 @@ def _walk(
         (out.html_parts if ctype == "text/html" else out.text_parts).append(text)
         return
     data = _payload_bytes(part)
+    if ctype == "text/rfc822-headers":
+        returned = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+        out.returned_ids.append(header_str(returned, "message-id"))
     if ctype == "text/plain" and disposition is None and not out.named_text:
         out.named_text.append(decode_bytes(data, _charset(part), fallback=fallback))
     content_id = _content_id(part)
@@ -255,6 +261,7 @@ def _add_message_attachment(
         out.delivery_status.extend(_dsn_blocks(decode_bytes(data)))
     else:
         data = b"".join(_message_bytes(sub) for sub in messages)
+        out.returned_ids.extend(header_str(sub, "message-id") for sub in messages[:1])
     if not data.strip():
         return
     filename = _raw_filename(part)

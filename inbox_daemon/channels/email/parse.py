@@ -45,10 +45,10 @@ from inbox_daemon.channels.email.loops import (
     is_from_us,
     sender_is_ours,
 )
-from inbox_daemon.channels.email.mime import extract_content
+from inbox_daemon.channels.email.mime import MimeContent, extract_content
 from inbox_daemon.channels.email.quotes import strip_quoted_reply
 from inbox_daemon.errors import RejectedMessage
-from inbox_daemon.messages import ChannelKind, InboundMessage
+from inbox_daemon.messages import ChannelKind, InboundMessage, MessageFlags
 
 __all__ = ["SYNTHETIC_ID_DOMAIN", "is_from_us", "parse_message", "strip_quoted_reply"]
 
@@ -97,6 +97,15 @@ _MAIL_HEADERS = frozenset(
     }
 )
 _MAIL_HEADER_PREFIXES = ("x-", "list-", "resent-", "arc-", "content-")
+
+
+def _references(message: Message, content: MimeContent, flags: MessageFlags) -> tuple[str, ...]:
+    """References; a bounce also answers the message it returns (most carry no In-Reply-To)."""
+    refs = id_list(raw_values(message, "references"))
+    if not flags.bounce:
+        return refs
+    returned = [mid for mid in id_list(content.returned_ids) if mid not in refs]
+    return (*returned, *refs)
 
 
 def parse_message(
@@ -229,7 +238,7 @@ def _build(
         html=_NEWLINES.sub("\n", html) if html is not None else None,
         message_id=message_id(message) or f"<{content_hash[:32]}@{SYNTHETIC_ID_DOMAIN}>",
         in_reply_to=id_list(raw_values(message, "in-reply-to")),
-        references=id_list(raw_values(message, "references")),
+        references=_references(message, content, flags),
         to=to,
         cc=cc,
         reply_to=addresses(message, parsed, "reply-to", charset),

@@ -234,3 +234,44 @@ def test_overlong_filename_keeps_its_extension() -> None:
     name = sanitize_filename("x" * 500 + ".pdf", "application/pdf", 1)
     assert len(name) == 200
     assert name.endswith("x.pdf")
+
+
+DSN = (
+    b"From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\n"
+    b"To: support@ours.example\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\n"
+    b"Message-ID: <dsn-1@mx.example>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+    b"--B\r\nContent-Type: text/plain\r\n\r\nI could not deliver your message.\r\n"
+    b"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+    b"Reporting-MTA: dns; mx.example\r\n\r\n"
+    b"Final-Recipient: rfc822; ann@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    b"--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    b"From: support@ours.example\r\nTo: ann@customer.example\r\n"
+    b"Message-ID: <ours-1.cas-000001@ours.example>\r\nSubject: Re: x [CAS-000001]\r\n"
+    b"--B--\r\n"
+)
+
+
+def test_a_bounce_answers_the_message_it_returns() -> None:
+    msg = parse_message(DSN, channel_mailbox="support", external_id="1")
+    assert msg.flags.bounce
+    assert msg.flags.failed_recipients == ("ann@customer.example",)
+    assert msg.references == ("<ours-1.cas-000001@ours.example>",)
+    assert "<ours-1.cas-000001@ours.example>" in msg.thread_ids
+
+
+def test_a_forwarded_mail_does_not_thread_to_what_it_carries() -> None:
+    raw = (
+        b"From: Ann <ann@customer.example>\r\nTo: support@ours.example\r\nSubject: Fwd: x\r\n"
+        b"Message-ID: <fwd-1@customer.example>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
+        b"--B\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"From: bob@else.example\r\nMessage-ID: <inner@else.example>\r\nSubject: x\r\n\r\nhi\r\n"
+        b"--B--\r\n"
+    )
+    msg = parse_message(raw, channel_mailbox="support", external_id="2")
+    assert not msg.flags.bounce
+    assert msg.thread_ids == ()
