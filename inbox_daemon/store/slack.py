@@ -30,7 +30,7 @@ __all__ = [
     "cards_to_sync",
     "last_incoming",
     "message_case",
-    "revised_case",
+    "record_revision",
     "save_card",
 ]
 
@@ -95,11 +95,17 @@ async def message_case(session: AsyncSession, channel: str, ts: str) -> str | No
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def revised_case(session: AsyncSession, channel: str, ts: str) -> str | None:
-    """The case holding the incoming activity taken in from Slack message ``ts``."""
+async def record_revision(
+    session: AsyncSession, channel: str, ts: str, *, deleted: bool, text: str, at: datetime
+) -> str | None:
+    """Record a customer's edit or deletion on the activity taken in from message ``ts``.
+
+    The activity keeps every earlier text in ``flags["revisions"]``; an edit replaces its text,
+    a deletion marks it deleted. Returns the case number, or None if no activity has that ts.
+    """
     stmt = (
-        select(CaseRow.number)
-        .join(ActivityRow, ActivityRow.case_id == CaseRow.id)
+        select(ActivityRow, CaseRow.number)
+        .join(CaseRow, CaseRow.id == ActivityRow.case_id)
         .where(
             ActivityRow.slack_channel == channel,
             ActivityRow.slack_ts == ts,
@@ -107,8 +113,24 @@ async def revised_case(session: AsyncSession, channel: str, ts: str) -> str | No
         )
         .order_by(ActivityRow.id.desc())
         .limit(1)
+        .with_for_update()
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    found = (await session.execute(stmt)).one_or_none()
+    if found is None:
+        return None
+    activity, number = found
+    revisions = [*activity.flags.get("revisions", [])]
+    revisions.append({"at": at.isoformat(), "kind": "deleted" if deleted else "edited",
+                      "previous_text": activity.body_text})  # fmt: skip
+    flags = {**activity.flags, "revisions": revisions}
+    if deleted:
+        flags["deleted"] = True
+    else:
+        activity.body_text = text
+        activity.body_new = text
+    activity.flags = flags
+    activity.updated_at = at
+    return str(number)
 
 
 async def last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:

@@ -153,8 +153,26 @@ async def test_edit_of_a_customer_message_is_noted(world: World) -> None:
     assert [a.kind for a in activities] == ["slack_message", "note"]
     assert "model X2" in activities[1].body_text
     assert activities[1].actor == "channel:slack:T0TEST"
+    # the activity itself now reads as edited, and keeps what it said before
+    assert activities[0].body_text == "Printer broken, model X2"
+    [revision] = activities[0].flags["revisions"]
+    assert (revision["kind"], revision["previous_text"]) == ("edited", "Printer broken")
     thread = [c["text"] for c in world.posts(AGENTS_CHANNEL, thread=True)]
     assert any("model X2" in t for t in thread)
+    deleted = {
+        "type": "message",
+        "subtype": "message_deleted",
+        "channel": INTAKE,
+        "hidden": True,
+        "ts": "1710009999.000002",
+        "deleted_ts": first["ts"],
+        "previous_message": {**first, "text": "Printer broken, model X2"},
+    }
+    await world.event(deleted)
+    await world.settle()
+    activities = await world.activities("CAS-000001")
+    assert activities[0].flags["deleted"] is True
+    assert [r["kind"] for r in activities[0].flags["revisions"]] == ["edited", "deleted"]
 
 
 async def test_card_update_event_of_our_own_is_not_an_edit(world: World) -> None:
