@@ -139,6 +139,7 @@ class ImapChannel:
         self._sink_failures = 0
         #: Messages delivered and acknowledged by this channel object (for metrics).
         self.delivered = 0
+        self._resumed = False  # the checkpoint's message was acknowledged again
         self._log = get_logger("inbox_daemon.channels.email.imap").bind(
             channel=self.name, mailbox=settings.name
         )
@@ -268,9 +269,15 @@ class ImapChannel:
                         new=uidvalidity,
                         action="reading the whole folder again",
                     )
-                self.position = Checkpoint(uidvalidity, 0)
+                position = self.position = Checkpoint(uidvalidity, 0)
             if self._processed:
                 await session.ensure_folder(self._processed)
+            if position.uid > 0 and not self._resumed:
+                # Resuming from a checkpoint: the last committed message may have missed its
+                # \Seen (or move) if the daemon died between the commit and the acknowledgement.
+                # Messages go one at a time, so it is the only one that can have.
+                await self._acknowledge(session, position.uid, self._log)
+            self._resumed = True
         except BaseException:
             await session.close()
             raise

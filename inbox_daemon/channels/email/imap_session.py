@@ -50,6 +50,10 @@ def _text(response: Any) -> str:
     return str(response.result)
 
 
+#: UIDs whose sizes are asked for in one command.
+LIST_WINDOW = 500
+
+
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     """aioimaplib's protocol, plus a new-mail event and SASL continuation answers."""
 
@@ -280,14 +284,36 @@ class ImapSession:
         return self._protocol.new_mail
 
     async def list_after(self, uid: int) -> list[tuple[int, int]]:
-        """``(uid, size)`` of every message with a UID above ``uid``, ascending."""
+        """``(uid, size)`` of every message with a UID above ``uid``, ascending.
+
+        ``UID SEARCH`` answers in one line however large the backlog; the sizes are then
+        fetched in windows (aioimaplib handles each response line recursively, so one huge
+        listing would exhaust the recursion limit).
+        """
         response = await self._call(
-            "UID FETCH",
-            self._protocol.uid("FETCH", f"{uid + 1}:*", "(UID RFC822.SIZE)", timeout=self.timeout),
-            inactivity_timeout=True,
+            "UID SEARCH", self._protocol.search(f"UID {uid + 1}:*", charset=None, by_uid=True)
         )
-        self._require_ok("UID FETCH (list)", response)
-        return parse_listing(response.lines, uid)
+        self._require_ok("UID SEARCH (list)", response)
+        uids = sorted(
+            {
+                int(token)
+                for line in response.lines
+                if isinstance(line, bytes)
+                for token in line.split()
+                if token.isdigit() and int(token) > uid
+            }
+        )
+        listing: list[tuple[int, int]] = []
+        for start in range(0, len(uids), LIST_WINDOW):
+            window = uid_set(uids[start : start + LIST_WINDOW])
+            sizes = await self._call(
+                "UID FETCH",
+                self._protocol.uid("FETCH", window, "(UID RFC822.SIZE)", timeout=self.timeout),
+                inactivity_timeout=True,
+            )
+            self._require_ok("UID FETCH (list)", sizes)
+            listing.extend(parse_listing(sizes.lines, uid))
+        return listing
 
     async def fetch(self, uids: Iterable[int]) -> list[FetchedMessage]:
         """``UID FETCH <set> (UID INTERNALDATE BODY.PEEK[])``, ascending by UID."""

@@ -726,3 +726,38 @@ def test_listings_ignore_the_last_message_below_the_start() -> None:
     lines = [b"1 FETCH (UID 4 RFC822.SIZE 100)", b"2 FETCH (RFC822.SIZE 7 UID 6)", b"done"]
     assert parse_listing(lines, after=4) == [(6, 7)]
     assert parse_listing([b"1 FETCH (UID 4 RFC822.SIZE 100)"], after=4) == []
+
+
+async def test_a_large_backlog_is_listed_in_full(dovecot: MailAccount) -> None:
+    """2,500 waiting mails: one listing response that large once exhausted the recursion limit."""
+    with dovecot.connect() as conn:
+        for n in range(2500):
+            raw = f"From: c{n}@example.com\r\nSubject: {n}\r\nMessage-ID: <big{n}@x>\r\n\r\nx\r\n"
+            assert conn.append("INBOX", "", None, raw.encode())[0] == "OK"
+    session = await ImapSession.connect(
+        dovecot.host, dovecot.port, tls="none", ssl_context=None, channel="test",
+        command_timeout=30.0,
+    )  # fmt: skip
+    try:
+        await session.login(dovecot.user, dovecot.password)
+        await session.select("INBOX")
+        listing = await session.list_after(0)
+        assert [uid for uid, _size in listing] == list(range(1, 2501))
+        assert all(size > 0 for _uid, size in listing)
+        assert [uid for uid, _ in await session.list_after(2400)] == list(range(2401, 2501))
+        assert await session.list_after(2500) == []
+    finally:
+        await session.close()
+
+
+async def test_a_restart_acknowledges_the_message_committed_before_a_crash(
+    dovecot: MailAccount,
+) -> None:
+    """Killed between the commit and \\Seen: the next start flags the checkpoint's message."""
+    uid = dovecot.append(b"From: a@example.com\r\nSubject: one\r\nMessage-ID: <c1@x>\r\n\r\nx\r\n")
+    assert "\\Seen" not in dovecot.flags(uid)
+    channel = channel_for(dovecot, checkpoint=Checkpoint(dovecot.uidvalidity(), uid))
+    sink = Sink()
+    assert await channel.run_once(sink) == 0  # nothing after the checkpoint to deliver
+    assert sink.deliveries == []
+    assert "\\Seen" in dovecot.flags(uid)
