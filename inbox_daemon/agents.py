@@ -324,16 +324,22 @@ class SlackAgents:
         outcome = await self.service.assign(number, Actor.user(agent.id), user=target.id)
         return self._done(outcome, agent, f"{{number}} is assigned to {target.name}.")
 
-    async def reply(self, slack_user: str, number: str, text: str) -> ActionResult:
+    async def reply(
+        self, slack_user: str, number: str, text: str, *, source: str | None = None
+    ) -> ActionResult:
         agent = await self.agent(slack_user)
-        activity = await self.service.reply(number, text, Actor.user(agent.id))
+        activity = await self.service.reply(
+            number, text, Actor.user(agent.id), source=_source(source)
+        )
         self._redraw(number.upper(), agent)
         to = ", ".join(activity.recipients) or "the customer"
         return ActionResult(number.upper(), f"Reply to {to} queued ({activity.kind}).")
 
-    async def note(self, slack_user: str, number: str, text: str) -> ActionResult:
+    async def note(
+        self, slack_user: str, number: str, text: str, *, source: str | None = None
+    ) -> ActionResult:
         agent = await self.agent(slack_user)
-        await self.service.note(number, text, Actor.user(agent.id))
+        await self.service.note(number, text, Actor.user(agent.id), source=_source(source))
         return ActionResult(number.upper(), f"Internal note added to {number.upper()}.")
 
     # --- reading ---------------------------------------------------------------------------
@@ -426,3 +432,8 @@ class SlackAgents:
             log.info("message revision not noted", case=number, error=str(exc))
             return
         await self.cards.refresh(number, thread_text=f":pencil2: {cards.quote(text)}")
+
+
+def _source(message: str | None) -> tuple[str, str, str] | None:
+    """The receipt key of an agent's Slack message (``channel:ts``)."""
+    return ("slack-agent", "slack", message) if message else None

@@ -7,11 +7,13 @@ new snapshot, the audit events and the effects (settled activities, outgoing mes
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases import lifecycle, sla
@@ -30,9 +32,11 @@ from inbox_daemon.cases.model import Actor, Case, diff
 from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store.db import Database
-from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
+from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow, ReceiptRow
 
 Clock = Callable[[], datetime]
+#: Where an agent's action came from: (channel, workspace, message id), e.g. a Slack message.
+Source = tuple[str, str, str]
 SlaLookup = Callable[[str], "tuple[sla.SlaPolicy, BusinessCalendar] | None"]
 
 
@@ -321,16 +325,54 @@ class CaseService:
     def new_message_id(self, number: str) -> str:
         return f"<{secrets.token_hex(12)}.{number.lower()}@{self.message_domain}>"
 
-    async def note(self, number: str, text: str, actor: Actor) -> ActivityRow:
-        """An internal note: stays on the case, never reaches the customer."""
+    async def note(
+        self, number: str, text: str, actor: Actor, *, source: Source | None = None
+    ) -> ActivityRow:
+        """An internal note: stays on the case, never reaches the customer.
+
+        ``source`` (channel, workspace, message id) makes it idempotent: the same source
+        message noted twice (a retried Slack event) gives the first note back.
+        """
         if not text.strip():
             raise CaseRuleError("a note needs some text")
-        async with self.db.transaction() as session:
-            row = await repo.get_case_row(session, _norm_number(number), for_update=True)
-            await self.change_in(session, row, lifecycle.AgentReplied(internal=True), actor)
-            return await self.internal_activity_in(
-                session, row, actor, ActivityKind.NOTE, text=text
-            )
+        return await self._once(source, lambda session: self._note_in(session, number, text, actor))
+
+    async def _note_in(
+        self, session: AsyncSession, number: str, text: str, actor: Actor
+    ) -> ActivityRow:
+        row = await repo.get_case_row(session, _norm_number(number), for_update=True)
+        await self.change_in(session, row, lifecycle.AgentReplied(internal=True), actor)
+        return await self.internal_activity_in(session, row, actor, ActivityKind.NOTE, text=text)
+
+    async def _once(
+        self,
+        source: Source | None,
+        work: Callable[[AsyncSession], Awaitable[ActivityRow]],
+    ) -> ActivityRow:
+        """Run ``work`` in a transaction, at most once per ``source`` (kept as a receipt)."""
+        if source is None:
+            async with self.db.transaction() as session:
+                return await work(session)
+        try:
+            async with self.db.transaction() as session:
+                done = await _done_before(session, source)
+                if done is not None:
+                    return done
+                activity = await work(session)
+                session.add(
+                    ReceiptRow(
+                        channel=source[0], mailbox=source[1], external_id=source[2],
+                        activity_id=activity.id, outcome="agent", created_at=self.clock(),
+                    )
+                )  # fmt: skip
+                await session.flush()
+                return activity
+        except IntegrityError:
+            async with self.db.transaction() as session:  # a twin committed first
+                done = await _done_before(session, source)
+            if done is None:
+                raise
+            return done
 
     async def internal_activity_in(
         self,
@@ -364,19 +406,31 @@ class CaseService:
         repo.audit(session, row.id, at=now, actor=actor, action=kind.value, detail=detail)
         return activity
 
-    async def reply(self, number: str, text: str, actor: Actor) -> ActivityRow:
-        """An agent's answer: an outgoing activity, pending delivery, its Message-ID fixed now."""
+    async def reply(
+        self, number: str, text: str, actor: Actor, *, source: Source | None = None
+    ) -> ActivityRow:
+        """An agent's answer: an outgoing activity, pending delivery, its Message-ID fixed now.
+
+        ``source`` makes it idempotent, as for :meth:`note`.
+        """
         if not text.strip():
             raise CaseRuleError("a reply needs some text")
-        async with self.db.transaction() as session:
-            row = await repo.get_case_row(session, _norm_number(number), for_update=True)
-            await self.change_in(session, row, lifecycle.AgentReplied(), actor)
-            activity = await self.outgoing_in(session, row, text, actor)
-            repo.audit(
-                session, row.id, at=activity.created_at, actor=actor, action="reply",
-                detail={"activity": activity.id, "message_id": activity.message_id},
-            )  # fmt: skip
+        activity = await self._once(
+            source, lambda session: self._reply_in(session, number, text, actor)
+        )
         self.outgoing_queued()
+        return activity
+
+    async def _reply_in(
+        self, session: AsyncSession, number: str, text: str, actor: Actor
+    ) -> ActivityRow:
+        row = await repo.get_case_row(session, _norm_number(number), for_update=True)
+        await self.change_in(session, row, lifecycle.AgentReplied(), actor)
+        activity = await self.outgoing_in(session, row, text, actor)
+        repo.audit(
+            session, row.id, at=activity.created_at, actor=actor, action="reply",
+            detail={"activity": activity.id, "message_id": activity.message_id},
+        )  # fmt: skip
         return activity
 
     def outgoing_queued(self) -> None:
@@ -459,6 +513,20 @@ def _extend(
     return sla.extend_for_pause(
         due, pause.paused_from, pause.resumed_at, calendar, policy.business_time
     )
+
+
+async def _done_before(session: AsyncSession, source: Source) -> ActivityRow | None:
+    """The activity a source message already made, if it made one."""
+    stmt = (
+        select(ActivityRow)
+        .join(ReceiptRow, ReceiptRow.activity_id == ActivityRow.id)
+        .where(
+            ReceiptRow.channel == source[0],
+            ReceiptRow.mailbox == source[1],
+            ReceiptRow.external_id == source[2],
+        )
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def _last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:

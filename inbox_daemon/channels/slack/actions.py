@@ -97,12 +97,20 @@ class AgentActions(Protocol):
         """Give the case to ``assignee`` (a Slack user id)."""
         ...
 
-    async def reply(self, slack_user: str, number: str, text: str) -> ActionResult:
-        """Answer the customer through the channel the case came from."""
+    async def reply(
+        self, slack_user: str, number: str, text: str, *, source: str | None = None
+    ) -> ActionResult:
+        """Answer the customer through the channel the case came from.
+
+        ``source`` (``channel:ts`` of the agent's Slack message) makes it happen once only,
+        however often Slack delivers that message.
+        """
         ...
 
-    async def note(self, slack_user: str, number: str, text: str) -> ActionResult:
-        """An internal note: it never reaches the customer."""
+    async def note(
+        self, slack_user: str, number: str, text: str, *, source: str | None = None
+    ) -> ActionResult:
+        """An internal note: it never reaches the customer (``source`` as for reply)."""
         ...
 
     async def card_case(self, channel: str, ts: str) -> str | None:

@@ -166,11 +166,12 @@ class SlackHandlers:
             return
         text = slack_to_plain(str(event.get("text", ""))).strip()
         note = self._note_text(text)
+        source = f"{channel}:{event.get('ts', '')}" if event.get("ts") else None
         try:
             if note is not None:
-                result = await self.actions.note(user, number, note)
+                result = await self.actions.note(user, number, note, source=source)
             else:
-                result = await self.actions.reply(user, number, text)
+                result = await self.actions.reply(user, number, text, source=source)
         except InboxError as exc:
             self.recent.finish(key)
             self.tell(channel, user, f":warning: {exc}", thread_ts=thread_ts)

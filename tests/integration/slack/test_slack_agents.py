@@ -313,3 +313,21 @@ async def test_a_reply_that_cannot_be_delivered_is_reported_in_the_card_thread(
     assert "could not be delivered" in warnings[0]
     assert "550" in warnings[0]
     assert all(c["thread_ts"] == card.ts for c in world.posts(AGENTS_CHANNEL, thread=True))
+
+
+async def test_an_agent_message_delivered_again_makes_one_reply(world: World) -> None:
+    """Slack redelivers after a restart (in-memory dedup gone): the receipt still holds."""
+    card = await email_case(world)
+    reply = message_event("On it.", user=ALICE, channel=AGENTS_CHANNEL, thread_ts=card.ts)
+    note = message_event("!note VIP", user=ALICE, channel=AGENTS_CHANNEL, thread_ts=card.ts)
+    for event_id in ("EvFirst01", "EvAfterRestart01"):
+        assert (await world.event(reply, event_id=event_id))[0] == 200
+    for event_id in ("EvFirst02", "EvAfterRestart02"):
+        assert (await world.event(note, event_id=event_id))[0] == 200
+    await world.settle()
+    activities = await world.activities("CAS-000001")
+    assert [(a.direction, a.kind) for a in activities] == [
+        ("incoming", "email"),
+        ("outgoing", "email"),
+        ("internal", "note"),
+    ]
