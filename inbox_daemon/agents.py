@@ -127,7 +127,14 @@ class CaseCards:
             latest = await slack_store.last_incoming(session, row.id)
             version = row.version
         queue = directory.queues.get(case.queue or "")
-        channel = card.channel if card is not None else (queue.slack_channel if queue else None)
+        target = queue.slack_channel if queue is not None else None
+        if card is not None and queue is not None and target and target != card.channel:
+            # The case moved to a queue worked in another channel: the old card says where it
+            # went and a new card is posted there.
+            await self._put(card.channel, card.ts, cards.moved_card(case, queue.name, target),
+                            f"{case.number} moved to {queue.name}")  # fmt: skip
+            card = None
+        channel = card.channel if card is not None else target
         if channel is None:
             return None
         blocks = cards.case_card(

@@ -158,6 +158,24 @@ class OutboxSettings(_Section):
     lease_minutes: float = Field(default=10, gt=0)
 
 
+class HttpSettings(_Section):
+    """The health and metrics endpoint: ``/healthz`` (JSON) and ``/metrics`` (Prometheus)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9465, ge=0, le=65535)
+
+
+class DaemonSettings(_Section):
+    """How the daemon runs: stopping and sharing mailboxes between instances."""
+
+    #: On SIGTERM, in-flight messages and the outbox pass under way get this long to finish.
+    drain_seconds: float = Field(default=20, ge=0)
+    #: PostgreSQL: a mailbox is polled by the instance holding its lease, renewed every third of
+    #: this; a lease not renewed for this long is taken over by another instance.
+    lease_seconds: float = Field(default=30, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -173,6 +191,8 @@ class Settings(BaseSettings):
     mailbox: list[MailboxSettings] = Field(default_factory=list)
     outbox: OutboxSettings = OutboxSettings()
     slack: SlackSettings | None = None
+    http: HttpSettings = HttpSettings()
+    daemon: DaemonSettings = DaemonSettings()
     #: Where the settings came from (not a key of the file).
     source: Path | None = Field(default=None, exclude=True)
 

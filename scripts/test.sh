@@ -12,7 +12,7 @@ as_root() { [ "$(id -u)" = 0 ]; }
 # --- Debian packages ------------------------------------------------------------------------
 if as_root && command -v apt-get >/dev/null 2>&1; then
   need=()
-  for pkg in dovecot-imapd python3-venv; do
+  for pkg in dovecot-imapd python3-venv systemd; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
   done
   if ! (echo > /dev/tcp/127.0.0.1/5432) 2>/dev/null && ! command -v pg_ctlcluster >/dev/null; then

@@ -251,3 +251,12 @@ class SlackCardRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (UniqueConstraint("channel", "ts", name="uq_case_cards_message"),)
+
+
+class LeaseRow(Base):
+    """A named lease (``mailbox:<name>``): who holds it, and until when, unless renewed."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

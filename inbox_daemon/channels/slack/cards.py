@@ -110,6 +110,14 @@ def _due(case: Case) -> str:
     return "\n".join(parts) or "—"
 
 
+def moved_card(case: Case, queue_name: str, channel: str) -> list[Block]:
+    """What the old card says once its case moved to a queue with another channel."""
+    text = (
+        f"*{case.number}* {escape(case.title)} moved to queue *{escape(queue_name)}*: <#{channel}>"
+    )
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
 def card_fallback(case: Case) -> str:
     """The card's notification text (shown where blocks are not)."""
     return f"{case.number}: {case.title} ({case.status.label}, {case.priority.value})"

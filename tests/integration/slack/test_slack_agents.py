@@ -331,3 +331,18 @@ async def test_an_agent_message_delivered_again_makes_one_reply(world: World) ->
         ("outgoing", "email"),
         ("internal", "note"),
     ]
+
+
+async def test_a_case_moved_to_another_queue_gets_its_card_there(world: World) -> None:
+    card = await new_case(world)
+    await world.svc.assign("CAS-000001", Actor.user("alice"), queue="escalations")
+    await world.agents.cards.refresh("CAS-000001")
+    await world.settle()
+    moved = updates_of(world, card)[-1]
+    assert "moved to queue *Escalations*" in moved.blocks_text
+    assert "<#C0ESCALATE>" in moved.blocks_text
+    [new_card] = world.posts("C0ESCALATE", thread=False)
+    assert "CAS-000001" in json.dumps(new_card.get("blocks"))
+    now = await world.card("CAS-000001")
+    assert (now.channel, now.ts) != (card.channel, card.ts)
+    assert now.channel == "C0ESCALATE"
