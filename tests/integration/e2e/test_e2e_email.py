@@ -353,7 +353,9 @@ async def test_a_dropped_connection_loses_and_duplicates_nothing(pipeline: Pipel
 
     async with running(pipeline, channel) as task:
         await eventually(lambda: count(2))
-        await eventually(lambda: "duplicate" in pipeline.outcomes())  # uid 2 offered again
+        # uid 2 is offered again if the kick landed before its \Seen (doveadm kick does not
+        # wait for the connection to be gone, so it may also land just after)
+        await eventually(lambda: channel.position is not None and channel.position.uid == uids[1])
         await until_idling(channel, task)
         assert await asyncio.to_thread(account.kick)  # and once more while idling
         kicked.append("idle")
@@ -373,7 +375,9 @@ async def test_a_dropped_connection_loses_and_duplicates_nothing(pipeline: Pipel
     assert sorted(r.external_id.split(":")[1] for r in await receipts(db)) == sorted(
         str(u) for u in uids
     )
-    assert sorted(pipeline.outcomes()) == ["created"] * 5 + ["duplicate"]
+    outcomes = pipeline.outcomes()
+    assert sorted(o for o in outcomes if o != "duplicate") == ["created"] * 5
+    assert outcomes.count("duplicate") <= 1
     assert await quarantined(db) == []
     for uid in uids:
         assert await seen(pipeline, uid)
