@@ -232,14 +232,7 @@ class ImapChannel:
         folder = self.settings.sent_folder
         if not folder:
             return
-        session = await ImapSession.connect(
-            self.settings.host,
-            self._port,
-            tls=self.settings.tls,
-            ssl_context=self._ssl,
-            channel=self.name,
-            command_timeout=self._timeout,
-        )
+        session = await self._connect()
         try:
             await self._authenticate(session)
             await session.ensure_folder(folder)
@@ -247,9 +240,8 @@ class ImapChannel:
         finally:
             await session.close()
 
-    async def _open(self) -> tuple[ImapSession, int]:
-        """Connect, log in and select the folder; returns the session and its UIDVALIDITY."""
-        session = await ImapSession.connect(
+    async def _connect(self) -> ImapSession:
+        return await ImapSession.connect(
             self.settings.host,
             self._port,
             tls=self.settings.tls,
@@ -257,6 +249,10 @@ class ImapChannel:
             channel=self.name,
             command_timeout=self._timeout,
         )
+
+    async def _open(self) -> tuple[ImapSession, int]:
+        """Connect, log in and select the folder; returns the session and its UIDVALIDITY."""
+        session = await self._connect()
         try:
             await self._authenticate(session)
             uidvalidity = await session.select(self.settings.folder)
