@@ -12,7 +12,7 @@ start a case; unparseable or unstorable messages go to quarantine with their raw
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,23 +21,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.acknowledge import AckTemplates, queue_acknowledgement
 from inbox_daemon.cases import lifecycle
-from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import (
     ActivityKind,
     ActivityState,
     Direction,
-    Origin,
-    Priority,
     Status,
 )
-from inbox_daemon.cases.model import Actor, Case, find_case_number
+from inbox_daemon.cases.model import Actor, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
-from inbox_daemon.channels.email.quotes import strip_quoted_reply
 from inbox_daemon.errors import CaseRuleError, NotFoundError
+from inbox_daemon.ingest.routing import CaseRouting, new_text
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import ChannelKind, InboundMessage, bare_subject
-from inbox_daemon.router.assign import pick_assignee
-from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate, explain
+from inbox_daemon.messages import ChannelKind, InboundMessage
+from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
 from inbox_daemon.router.loader import LoadedRules
 from inbox_daemon.service import CaseService
 from inbox_daemon.store import cases as repo
@@ -52,9 +48,6 @@ from inbox_daemon.store.tables import (
 )
 
 log = get_logger("inbox_daemon.ingest")
-
-MAX_TITLE = 500
-MAX_DESCRIPTION = 4000
 
 
 @dataclass(frozen=True)
@@ -91,6 +84,7 @@ class Ingestor:
         self.rules = rules
         self.options = options or IntakeOptions()
         self._failures: dict[tuple[str, str, str], int] = {}
+        self.routing = CaseRouting(service, rules)
 
     async def __call__(self, delivery: Delivery) -> IngestResult:
         key = (delivery.channel, delivery.mailbox, delivery.external_id)
@@ -292,7 +286,7 @@ class Ingestor:
             )
         activity = await self._activity(session, case_row, msg, actor, now)
         if outcome.case.status is Status.REOPENED and outcome.changed:
-            await self._reroute(session, case_row, msg, now)
+            await self.routing.reroute(session, case_row, msg, now)
             return IngestResult("reopened", case_row.number, activity.id)
         return IngestResult("appended", case_row.number, activity.id)
 
@@ -337,8 +331,8 @@ class Ingestor:
         )
         rules = self.rules()
         decision = evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
-        draft = self._draft(msg, decision, rules, now)
-        draft = await self._assignee(session, draft, decision, rules, now)
+        draft = self.routing.draft(msg, decision, rules, now)
+        draft = await self.routing.assignee(session, draft, decision, rules, now)
         _case, row = await self.service.create_in(
             session, draft, actor, parent_id=parent.id if parent else None
         )
@@ -357,7 +351,7 @@ class Ingestor:
                     "tags": list(decision.tags),
                 },
             )
-        await self._after_routing(session, row, decision)
+        await self.routing.after_routing(session, row, decision)
         return row, decision
 
     async def _acknowledge(
@@ -385,135 +379,6 @@ class Ingestor:
         )
         return queued is not None
 
-    def _draft(
-        self,
-        msg: InboundMessage,
-        decision: RoutingDecision,
-        rules: LoadedRules | None,
-        now: datetime,
-    ) -> Case:
-        queue = decision.queue
-        team = decision.team
-        priority = decision.priority
-        if rules is not None and queue in rules.directory.queues:
-            q = rules.directory.queues[queue]
-            team = team or q.team
-            priority = priority or q.default_priority
-        priority = priority or Priority.MEDIUM
-        first_due = resolve_due = None
-        sla = decision.sla if rules is not None and decision.sla in rules.sla else None
-        if rules is not None and sla is not None:
-            due = rules.sla[sla].due_dates(now, priority, rules.calendar_for(sla))
-            first_due, resolve_due = due.first_response_due, due.resolve_by_due
-        new_text = _new_text(msg)
-        title = bare_subject(msg.subject)[:MAX_TITLE] or _first_line(new_text) or "(no subject)"
-        contact = msg.reply_to[0] if msg.reply_to and msg.reply_to[0].email else msg.sender
-        return Case(
-            number="",
-            title=title,
-            origin=Origin.SLACK if msg.channel is ChannelKind.SLACK else Origin.EMAIL,
-            priority=priority,
-            description=new_text[:MAX_DESCRIPTION],
-            contact_email=(contact.email or "").lower() or None,
-            contact_slack=msg.sender.slack_user,
-            contact_name=(contact.name or msg.sender.name)[:200],
-            category=decision.category,
-            reason=decision.reason,
-            queue=queue,
-            owner_team=team,
-            owner_user=decision.user,
-            sla_policy=sla,
-            first_response_due=first_due,
-            resolve_by_due=resolve_due,
-        )
-
-    async def _assignee(
-        self,
-        session: AsyncSession,
-        draft: Case,
-        decision: RoutingDecision,
-        rules: LoadedRules | None,
-        now: datetime,
-    ) -> Case:
-        if draft.owner_user is not None or draft.owner_team is None or rules is None:
-            return draft
-        team = rules.directory.teams.get(draft.owner_team)
-        if team is None:
-            return draft
-        strategy = decision.strategy or team.strategy
-        if strategy is AssignmentStrategy.NONE:
-            return draft
-        last = await intake.last_assigned(session, team.id)
-        counts = (
-            await repo.open_case_counts(session)
-            if strategy is AssignmentStrategy.LEAST_OPEN
-            else {}
-        )
-        user = pick_assignee(
-            team, rules.directory, strategy, last_assigned=last, open_counts=counts
-        )
-        if user is None:
-            return draft
-        if strategy is AssignmentStrategy.ROUND_ROBIN:
-            await intake.save_rotation(session, team.id, user, now)
-        return replace(draft, owner_user=user)
-
-    async def _after_routing(
-        self, session: AsyncSession, row: CaseRow, decision: RoutingDecision
-    ) -> None:
-        actor = Actor.rule(", ".join(decision.rules_fired) or "default")
-        try:
-            if decision.status is Status.ESCALATED:
-                await self.service.change_in(session, row, lifecycle.Escalate(), actor)
-            elif decision.status in (Status.WAITING_FOR_RESPONSE, Status.ON_HOLD,
-                                     Status.IN_PROGRESS):  # fmt: skip
-                await self.service.change_in(
-                    session, row, lifecycle.SetStatus(decision.status), actor
-                )
-        except CaseRuleError as exc:
-            log.warning("routing status not applied", case=row.number, error=str(exc))
-        for note in decision.notes:
-            await self.service.internal_activity_in(
-                session, row, actor, ActivityKind.NOTE, text=note
-            )
-
-    async def _reroute(
-        self, session: AsyncSession, row: CaseRow, msg: InboundMessage, now: datetime
-    ) -> None:
-        """A reopened case goes back through the rules: what a firing rule sets moves it.
-
-        Fields that only the ``default`` filled in are left alone, so a reopened case stays in
-        the queue it returns to unless a rule says otherwise.
-        """
-        rules = self.rules()
-        if rules is None:
-            return
-        facts = ThreadFacts(is_reply=True, is_reopen=True, current_priority=Priority(row.priority))
-        explanation = explain(rules.rules, msg, facts, now)
-        decision = explanation.decision
-        if not decision.rules_fired:
-            return
-        fired = set(decision.rules_fired)
-        source = explanation.sources
-
-        def by_rule(name: str) -> bool:
-            return source.get(name) in fired
-
-        queue = decision.queue if by_rule("queue") else None
-        team_from_queue = queue is not None and source.get("team", "").startswith("queue ")
-        team = decision.team if by_rule("team") or team_from_queue else None
-        actor = Actor.rule(", ".join(decision.rules_fired))
-        if queue or team:
-            await self.service.change_in(
-                session, row, lifecycle.Assign(team=team, queue=queue), actor,
-                detail={"rules_version": decision.rules_version},
-            )  # fmt: skip
-        if by_rule("priority") and decision.priority and decision.priority.value != row.priority:
-            await self.service.change_in(
-                session, row, lifecycle.Edit({"priority": decision.priority}), actor
-            )
-        await self._after_routing(session, row, decision)
-
     async def _activity(
         self,
         session: AsyncSession,
@@ -533,7 +398,7 @@ class Ingestor:
             mailbox=msg.mailbox,
             subject=msg.subject[:1000],
             body_text=msg.text + _oversize_note(msg, self.options.max_attachment_bytes),
-            body_new=_new_text(msg),
+            body_new=new_text(msg),
             body_html=msg.html,
             sender=msg.sender.email or msg.sender.slack_user,
             recipients=[a.email or a.slack_user or "" for a in msg.to],
@@ -580,13 +445,6 @@ class Ingestor:
         return activity
 
 
-def _new_text(msg: InboundMessage) -> str:
-    """The text the customer just wrote: email replies lose their quoted history."""
-    if msg.channel is ChannelKind.EMAIL:
-        return strip_quoted_reply(msg.text)
-    return msg.text
-
-
 def _oversize_note(msg: InboundMessage, limit: int) -> str:
     notes = [
         f"[attachment {att.filename!r} ({att.size / 2**20:.1f} MB) not kept: larger than the "
@@ -595,10 +453,3 @@ def _oversize_note(msg: InboundMessage, limit: int) -> str:
         if att.size > limit
     ]
     return "\n\n" + "\n".join(notes) if notes else ""
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:MAX_TITLE]
-    return ""
