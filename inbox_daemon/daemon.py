@@ -35,11 +35,11 @@ from inbox_daemon.channels.email.smtp import EmailSender
 from inbox_daemon.channels.slack.app import SlackApp, make_client
 from inbox_daemon.channels.slack.background import Background
 from inbox_daemon.channels.slack.sender import SlackSender
-from inbox_daemon.config import Settings
+from inbox_daemon.config import OutboxSettings, Settings, load_settings
 from inbox_daemon.errors import ChannelAuthError, ConfigError
 from inbox_daemon.health import ChannelStatus, OpsServer, health_report
 from inbox_daemon.ingest import Ingestor, IntakeOptions
-from inbox_daemon.logging import get_logger
+from inbox_daemon.logging import configure, get_logger
 from inbox_daemon.metrics import Metrics
 from inbox_daemon.notify import Notifier
 from inbox_daemon.outbox import Outbox, OutboxPolicy, Sender
@@ -135,19 +135,12 @@ class Runtime:
         storage = settings.storage_path
         self.files = FileStore(storage / "attachments")
         self.quarantine = FileStore(storage / "quarantine")
-        window = settings.cases.reopen_window_days
         self.ingestor = Ingestor(
             self.service,
             files=self.files,
             quarantine=self.quarantine,
             rules=self.rules,
-            options=IntakeOptions(
-                our_addresses=settings.our_addresses,
-                reopen_window=timedelta(days=window) if window else None,
-                acknowledgements=self._templates(),
-                auto_answers_per_hour=settings.cases.auto_answers_per_hour,
-                max_attachment_bytes=int(settings.storage.max_attachment_mb * 1024 * 1024),
-            ),
+            options=self._intake_options(settings, self._templates()),
         )
         self.rules.on_change.append(self._reload_templates)
         out = settings.outbox
@@ -178,9 +171,7 @@ class Runtime:
             self.db,
             senders,
             files=self.files,
-            policy=OutboxPolicy(
-                max_attempts=out.max_attempts, lease=timedelta(minutes=out.lease_minutes)
-            ),
+            policy=_outbox_policy(out),
         )
         self.service.on_outgoing = self.outbox.wake
         if self.slack_agents is not None:
@@ -190,6 +181,49 @@ class Runtime:
         if not self.settings.cases.acknowledge:
             return None
         return load_templates(self.settings.rules_path.parent)
+
+    @staticmethod
+    def _intake_options(settings: Settings, templates: AckTemplates | None) -> IntakeOptions:
+        window = settings.cases.reopen_window_days
+        return IntakeOptions(
+            our_addresses=settings.our_addresses,
+            reopen_window=timedelta(days=window) if window else None,
+            acknowledgements=templates,
+            auto_answers_per_hour=settings.cases.auto_answers_per_hour,
+            max_attachment_bytes=int(settings.storage.max_attachment_mb * 1024 * 1024),
+        )
+
+    def reload_settings(self) -> list[str]:
+        """Read the config file again and apply what can change while running: logging,
+        ``[cases]`` and ``[outbox]``. Returns the sections that changed but need a restart.
+        A file that does not load raises ConfigError and changes nothing."""
+        new = load_settings(self.settings.source)
+        restart = [
+            name
+            for name in ("database", "storage", "rules", "mailbox", "slack", "http", "daemon")
+            if getattr(new, name) != getattr(self.settings, name)
+        ]
+        self.settings = self.settings.model_copy(
+            update={"logging": new.logging, "cases": new.cases, "outbox": new.outbox}
+        )
+        configure(new.logging.level, new.logging.format)
+        self.service.auto_close_after = new.cases.auto_close_after
+        self.service.message_domain = new.cases.message_domain
+        templates = self.ingestor.options.acknowledgements
+        if new.cases.acknowledge and templates is None:
+            templates = self._templates()
+        self.ingestor.options = self._intake_options(
+            self.settings, templates if new.cases.acknowledge else None
+        )
+        self.outbox.policy = replace(
+            self.outbox.policy,
+            max_attempts=new.outbox.max_attempts,
+            lease=timedelta(minutes=new.outbox.lease_minutes),
+        )
+        if restart:
+            log.warning("config changes that need a restart", sections=restart)
+        log.info("config reloaded", path=str(self.settings.source))
+        return restart
 
     def _reload_templates(self, _rules: LoadedRules) -> None:
         """Acknowledgement templates live beside rules.yaml and are reloaded with it."""
@@ -514,7 +548,7 @@ class Daemon:
         return f"{up} of {len(statuses)} channels up, {self.metrics.pending} pending"
 
     def _on_sighup(self) -> None:
-        log.info("SIGHUP: reloading rules")
+        log.info("SIGHUP: reloading the config and the rules")
         self.notifier.reloading()
         task = asyncio.create_task(self._reload(), name="rules-reload")
         self._background.add(task)
@@ -522,6 +556,10 @@ class Daemon:
 
     async def _reload(self) -> bool:
         try:
+            try:
+                self.runtime.reload_settings()
+            except ConfigError as exc:
+                log.error("config rejected; the running settings stay", error=str(exc))
             return await self.runtime.rules.reload()
         finally:
             self.notifier.ready(self.status_line())
@@ -534,3 +572,7 @@ class Daemon:
                     await asyncio.wait_for(self.stopping.wait(), periodic.interval)
 
         return loop
+
+
+def _outbox_policy(out: OutboxSettings) -> OutboxPolicy:
+    return OutboxPolicy(max_attempts=out.max_attempts, lease=timedelta(minutes=out.lease_minutes))

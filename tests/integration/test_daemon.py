@@ -143,3 +143,37 @@ def test_rules_reload_under_a_running_daemon(daemon: tuple[Path, subprocess.Pope
     log = proc.stdout.read()
     assert "rules rejected; the last good rules stay in force" in log
     assert "unknown queue 'nowhere'" in log
+
+
+def test_sighup_reloads_the_config(daemon: tuple[Path, subprocess.Popen[str]]) -> None:
+    home, proc = daemon
+    config = home / "inbox-daemon.toml"
+    outgoing = home / "var" / "storage" / "outgoing" / "support"
+    drop(home, 1, "Acknowledged")
+    wait_for(lambda: outgoing.is_dir() and len(list(outgoing.iterdir())) == 1)
+
+    # a broken file is refused and the running settings stay
+    good = config.read_text()
+    config.write_text(good + "\n[cases\n")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    # acknowledgements switched off, and a section that needs a restart changed
+    config.write_text(
+        good.replace("acknowledge = true", "acknowledge = false").replace(
+            'path = "var/storage"', 'path = "var/elsewhere"'
+        )
+    )
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    drop(home, 2, "Not acknowledged")
+    wait_for(lambda: "Not acknowledged" in cases(home))
+    time.sleep(1.0)  # the outbox would have written it by now
+    assert len(list(outgoing.iterdir())) == 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert proc.stdout is not None
+    log = proc.stdout.read()
+    assert "config rejected; the running settings stay" in log
+    assert "config changes that need a restart" in log
+    assert '"sections": ["storage"]' in log
+    assert "config reloaded" in log
