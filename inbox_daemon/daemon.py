@@ -399,6 +399,8 @@ class Daemon:
             boxes = {f"{b.kind}:{b.name}": b.name for b in settings.mailboxes}
             for channel in await self.runtime.inbound_channels():
                 watched = self._watch(channel.name, channel, mailbox=boxes.get(channel.name))
+                if isinstance(channel, ImapChannel):
+                    channel.on_poll.append(self.metrics.poller(boxes.get(channel.name, "")))
                 name = f"channel:{channel.name}"
                 if self.runtime.db.is_postgres:
                     watched.lease = "standby"
@@ -528,7 +530,8 @@ class Daemon:
             else:
                 state = "down"
             last = self.metrics.last_delivery.get(watched.mailbox or "")
-            statuses.append(ChannelStatus(watched.name, state, connected, last))
+            polled = getattr(watched.channel, "last_poll", None)
+            statuses.append(ChannelStatus(watched.name, state, connected, last, polled))
         return statuses
 
     def health(self) -> tuple[int, dict[str, object]]:

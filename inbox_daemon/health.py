@@ -32,6 +32,8 @@ class ChannelStatus:
     state: str
     connected: bool
     last_delivery: datetime | None = None
+    #: IMAP: when the mailbox was last listed successfully.
+    last_poll: datetime | None = None
 
     @property
     def up(self) -> bool:
@@ -60,6 +62,7 @@ def health_report(
                 "up": c.up,
                 "connected": c.connected,
                 "last_delivery": _iso(c.last_delivery),
+                "last_poll": _iso(c.last_poll),
             }
             for c in channels
         },

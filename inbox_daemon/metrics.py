@@ -78,6 +78,10 @@ class Metrics:
             buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
             registry=r,
         )  # fmt: skip
+        self.poll_latency = Histogram(
+            "inbox_imap_poll_latency_seconds", "How long listing a mailbox's new mail took",
+            ["mailbox"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
+        )  # fmt: skip
         self.sla_breached = Gauge(
             "inbox_sla_breached_cases", "Open cases past a due date (first_response, resolve_by)",
             ["due"], registry=r,
@@ -113,6 +117,11 @@ class Metrics:
             self.cases_created.inc()
         elif result.outcome == "reopened":
             self.cases_reopened.inc()
+
+    def poller(self, mailbox: str) -> Callable[[float], None]:
+        """A listener for a channel's ``on_poll``: the listing time of ``mailbox``."""
+        histogram = self.poll_latency.labels(mailbox=mailbox)
+        return histogram.observe
 
     async def delivery_failed(self, _case_number: str, _error: str) -> None:
         """An outbox ``on_failed`` listener."""

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
-from collections.abc import Collection, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from inbox_daemon.channels.base import Checkpoint, Sink
@@ -140,6 +142,10 @@ class ImapChannel:
         #: Messages delivered and acknowledged by this channel object (for metrics).
         self.delivered = 0
         self._resumed = False  # the checkpoint's message was acknowledged again
+        #: When the mailbox was last listed successfully (for the health check).
+        self.last_poll: datetime | None = None
+        #: Told how long each listing of new mail took, in seconds (for metrics).
+        self.on_poll: list[Callable[[float], None]] = []
         self._log = get_logger("inbox_daemon.channels.email.imap").bind(
             channel=self.name, mailbox=settings.name
         )
@@ -322,7 +328,12 @@ class ImapChannel:
     async def _drain(self, session: ImapSession, uidvalidity: int, sink: Sink) -> None:
         """Deliver every message after ``position``, fetched in batches, one by one."""
         assert self.position is not None
+        started = time.monotonic()
         pending = await session.list_after(self.position.uid)
+        elapsed = time.monotonic() - started
+        self.last_poll = datetime.now(UTC)
+        for listener in self.on_poll:
+            listener(elapsed)
         if pending:
             self._log.info("imap.backlog", messages=len(pending), after_uid=self.position.uid)
         for batch in _batches(pending):

@@ -761,3 +761,30 @@ async def test_a_restart_acknowledges_the_message_committed_before_a_crash(
     assert await channel.run_once(sink) == 0  # nothing after the checkpoint to deliver
     assert sink.deliveries == []
     assert "\\Seen" in dovecot.flags(uid)
+
+
+async def test_each_listing_is_timed_for_the_metrics(dovecot: MailAccount, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from inbox_daemon.metrics import Metrics
+    from inbox_daemon.store.db import Database
+
+    dovecot.append(b"From: a@example.com\r\nSubject: one\r\nMessage-ID: <p1@x>\r\n\r\nx\r\n")
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    metrics = Metrics(db)
+    timings: list[float] = []
+    channel = channel_for(dovecot)
+    channel.on_poll += [timings.append, metrics.poller("support")]
+    assert channel.last_poll is None
+    assert await channel.run_once(Sink()) == 1
+    assert len(timings) == 1
+    assert 0 <= timings[0] < 5
+    assert channel.last_poll is not None
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
+    counts = [
+        s.value
+        for s in families["inbox_imap_poll_latency_seconds"].samples
+        if s.name.endswith("_count") and s.labels == {"mailbox": "support"}
+    ]
+    assert counts == [1.0]
+    await db.dispose()
