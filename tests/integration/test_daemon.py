@@ -177,3 +177,42 @@ def test_sighup_reloads_the_config(daemon: tuple[Path, subprocess.Popen[str]]) -
     assert "config changes that need a restart" in log
     assert '"sections": ["storage"]' in log
     assert "config reloaded" in log
+
+
+def test_sighup_then_sigterm_mid_batch_and_a_restart_loses_and_doubles_nothing(
+    daemon: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    home, proc = daemon
+    rules = home / "rules.yaml"
+    rules.write_text(RULES.replace("then: {queue: billing}", "then: {queue: vip}"))
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    new = home / "var" / "maildir" / "new"
+    tmp = home / "var" / "maildir" / "tmp"
+    for n in range(200):  # written to tmp/, then moved into new/ at once: one batch
+        (tmp / f"{n}.eml").write_bytes(mail(n, f"invoice {n}"))
+    for n in range(200):
+        (tmp / f"{n}.eml").replace(new / f"batch.{n:03d}.test")
+    db = home / "var" / "inbox-daemon.db"
+
+    def count(sql: str) -> int:
+        import sqlite3
+
+        with sqlite3.connect(db, timeout=30) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+
+    wait_for(lambda: count("SELECT count(*) FROM receipts") >= 10)
+    proc.send_signal(signal.SIGTERM)  # in the middle of the batch
+    assert proc.wait(timeout=40) == 0
+    taken = count("SELECT count(*) FROM receipts")
+    assert 10 <= taken < 200
+    assert len(list(new.iterdir())) == 200 - taken  # what was taken in was acknowledged
+    run_cli(home, "run", "--once")
+    assert count("SELECT count(*) FROM receipts") == 200
+    assert count("SELECT count(*) FROM activities WHERE direction = 'incoming'") == 200
+    assert (
+        count("SELECT count(DISTINCT message_id) FROM activities WHERE direction = 'incoming'")
+        == 200
+    )
+    assert count("SELECT count(*) FROM cases WHERE queue = 'vip'") == 200  # the reloaded rules
+    assert not list(new.iterdir())
