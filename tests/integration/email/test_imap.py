@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp import web
+from channel_helpers import simple_parse
 from servers.dovecot import DovecotServer, MailAccount
 
 from inbox_daemon.channels.base import Checkpoint, Delivery, IngestResult
@@ -34,7 +33,7 @@ from inbox_daemon.channels.email.imap_wire import (
 )
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, RejectedMessage
-from inbox_daemon.messages import Address, ChannelKind, InboundMessage
+from inbox_daemon.messages import InboundMessage
 
 FAST = Backoff(initial=0.05, maximum=0.2)
 
@@ -51,29 +50,6 @@ def make_mail(subject: str = "Printer on fire", body: str = "Please help.\r\n") 
         "\r\n"
         f"{body}"
     ).encode()
-
-
-def simple_parse(
-    raw: bytes,
-    *,
-    channel_mailbox: str,
-    external_id: str,
-    our_addresses: Collection[str] = (),
-    received_at: datetime | None = None,
-) -> InboundMessage:
-    """A stand-in for parse_message: subject and Message-ID are enough here."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    if not msg.keys():
-        raise RejectedMessage("no headers")
-    return InboundMessage(
-        channel=ChannelKind.EMAIL,
-        mailbox=channel_mailbox,
-        external_id=external_id,
-        sender=Address(email=str(msg["From"] or "")),
-        subject=str(msg["Subject"] or ""),
-        message_id=str(msg["Message-ID"] or "") or None,
-        received_at=received_at,
-    )
 
 
 class Sink:

@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Collection
-from datetime import datetime
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from channel_helpers import simple_parse
 
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.channels.email.maildir import MaildirChannel, seen_name, unique_name
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import RejectedMessage
-from inbox_daemon.messages import Address, ChannelKind, InboundMessage
+from inbox_daemon.messages import InboundMessage
 
 
 def make_mail(subject: str) -> bytes:
@@ -34,27 +32,6 @@ def make_mail(subject: str) -> bytes:
         "\r\n"
         "Hello.\r\n"
     ).encode()
-
-
-def simple_parse(
-    raw: bytes,
-    *,
-    channel_mailbox: str,
-    external_id: str,
-    our_addresses: Collection[str] = (),
-    received_at: datetime | None = None,
-) -> InboundMessage:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    if not msg.keys():
-        raise RejectedMessage("no headers")
-    return InboundMessage(
-        channel=ChannelKind.EMAIL,
-        mailbox=channel_mailbox,
-        external_id=external_id,
-        sender=Address(email=str(msg["From"] or "")),
-        subject=str(msg["Subject"] or ""),
-        message_id=str(msg["Message-ID"] or "") or None,
-    )
 
 
 class Sink:
