@@ -114,8 +114,13 @@ class Supervisor:
 class Runtime:
     """Everything built from the settings, shared by the daemon and the CLI."""
 
-    def __init__(self, settings: Settings, *, with_rules: bool = True) -> None:
-        """``with_rules=False`` skips rules.yaml (commands that only read cases)."""
+    def __init__(
+        self, settings: Settings, *, with_rules: bool = True, with_channels: bool = True
+    ) -> None:
+        """``with_rules=False`` skips rules.yaml (commands that only read cases);
+        ``with_channels=False`` builds no senders and no Slack app, so a command run from an
+        admin's shell needs no mail or Slack secrets (the daemon's outbox sends what it queues).
+        """
         self.settings = settings
         self.db = Database(settings.database_url)
         self.rules = RulesHolder(settings.rules_path, queues_with_open_cases=self.open_queues)
@@ -144,14 +149,14 @@ class Runtime:
         )
         self.rules.on_change.append(self._reload_templates)
         out = settings.outbox
-        senders: dict[str, Sender] = {
-            "email": EmailSender.from_settings(settings.mailboxes, storage)
-        }
+        senders: dict[str, Sender] = {}
+        if with_channels:
+            senders["email"] = EmailSender.from_settings(settings.mailboxes, storage)
         #: What every channel feeds: the intake pipeline, watched by Slack's case cards if on.
         self.sink: Sink = self.ingestor
         self.slack: SlackApp | None = None
         self.slack_agents: SlackAgents | None = None
-        if settings.slack is not None:
+        if with_channels and settings.slack is not None:
             slack = settings.slack
             secrets = slack.secrets()
             client = make_client(slack, secrets.bot_token)

@@ -39,7 +39,7 @@ def _run(coro: Awaitable[T]) -> T:
 async def _with_runtime(
     args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]], *, with_rules: bool = True
 ) -> T:
-    runtime = Runtime(_settings(args), with_rules=with_rules)
+    runtime = Runtime(_settings(args), with_rules=with_rules, with_channels=False)
     try:
         await require_current(runtime.db)
         return await work(runtime)

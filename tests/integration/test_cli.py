@@ -357,3 +357,22 @@ def test_rules_check_and_explain(home: Path, tmp_path: Path) -> None:
     eml.write_bytes(SAMPLE)
     out = run_cli(home, "rules", "explain", str(eml), "--at", "2026-03-02T10:00+01:00").stdout
     assert "decision" in out.lower()
+
+
+def test_case_commands_need_no_mail_or_slack_secrets(tmp_path: Path) -> None:
+    run_cli(tmp_path, "init", ".")
+    config = tmp_path / "inbox-daemon.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[mailbox.smtp]\nhost = "smtp.example.com"\nusername = "support"\n'
+        + 'password_env = "NOT_SET_SMTP_PASSWORD"\n'
+        + '\n[slack]\nmode = "socket"\nbot_token_env = "NOT_SET_BOT"\n'
+        + 'app_token_env = "NOT_SET_APP"\n'
+    )
+    number = run_cli(tmp_path, "cases", "new", "--title", "x", "--contact", "a@example.com")
+    assert number.stdout.strip() == "CAS-000001"
+    assert "CAS-000001" in run_cli(tmp_path, "cases", "list").stdout
+    run_cli(tmp_path, "cases", "reply", "CAS-000001", "queued for the daemon")
+    err = one_line_error(run_cli(tmp_path, "run", "--once", check=False))
+    assert "NOT_SET" in err
+    assert "is not set" in err
