@@ -124,7 +124,7 @@ class CaseCards:
                 return None
             row, card = state.case, state.card
             case = repo.to_domain(row)
-            latest = await slack_store.last_incoming(session, row.id)
+            latest = await repo.last_incoming(session, row.id)
             version = row.version
         queue = directory.queues.get(case.queue or "")
         target = queue.slack_channel if queue is not None else None

@@ -449,7 +449,7 @@ class CaseService:
     ) -> ActivityRow:
         """Queue an outgoing message to the case's customer through the channel it came from."""
         now = self.clock()
-        last_in = await _last_incoming(session, row.id)
+        last_in = await repo.last_incoming(session, row.id)
         if row.origin == Origin.SLACK.value or (row.contact_email is None and row.contact_slack):
             if last_in is None or last_in.slack_channel is None:
                 raise CaseRuleError(f"case {row.number} has no Slack conversation to answer in")
@@ -527,12 +527,6 @@ async def _done_before(session: AsyncSession, source: Source) -> ActivityRow | N
         )
     )
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def _last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:
-    rows = await repo.activities_of(session, case_id)
-    incoming = [a for a in rows if a.direction == Direction.INCOMING.value]
-    return incoming[-1] if incoming else None
 
 
 __all__ = ["CaseService", "CaseView", "NotFoundError", "parse_contact", "utcnow"]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inbox_daemon.cases.enums import ActivityState, Origin, Priority, Status
+from inbox_daemon.cases.enums import ActivityState, Direction, Origin, Priority, Status
 from inbox_daemon.cases.model import Actor, Case, FieldChange, format_case_number
 from inbox_daemon.errors import NotFoundError, SchemaError
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow, Counter
@@ -239,3 +239,19 @@ async def status_history(session: AsyncSession, case_id: int) -> list[tuple[date
         .order_by(AuditRow.id)
     )
     return [(at, Status(value)) for at, value in (await session.execute(stmt)).all() if value]
+
+
+async def last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:
+    """The customer's latest message on a case (auto-replies and bounces left out): what an
+    answer threads to and what a case card quotes."""
+    stmt = (
+        select(ActivityRow)
+        .where(
+            ActivityRow.case_id == case_id,
+            ActivityRow.direction == Direction.INCOMING.value,
+            ActivityRow.automatic.is_(False),
+        )
+        .order_by(ActivityRow.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

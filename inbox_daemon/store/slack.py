@@ -28,7 +28,6 @@ __all__ = [
     "card_case",
     "card_state",
     "cards_to_sync",
-    "last_incoming",
     "message_case",
     "record_revision",
     "save_card",
@@ -131,16 +130,6 @@ async def record_revision(
     activity.flags = flags
     activity.updated_at = at
     return str(number)
-
-
-async def last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:
-    stmt = (
-        select(ActivityRow)
-        .where(ActivityRow.case_id == case_id, ActivityRow.direction == Direction.INCOMING.value)
-        .order_by(ActivityRow.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def attachment_names(session: AsyncSession, activity_id: int) -> list[str]:

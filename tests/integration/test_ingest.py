@@ -502,3 +502,15 @@ async def test_new_case_takes_bare_title_reply_to_contact_and_new_text(
     async with db.transaction() as s:
         names = list((await s.execute(select(AttachmentRow.filename))).scalars())
     assert names == ["log.txt"]
+
+
+async def test_an_answer_threads_to_the_customer_not_to_their_auto_reply(
+    ingest: Ingestor, svc: CaseService
+) -> None:
+    await ingest(delivery(mail(1)))
+    ours = await svc.reply("CAS-000001", "Unplug it.", AGENT)
+    ooo = mail(2, "Out of office", in_reply_to=(ours.message_id or "",),
+               flags=MessageFlags(auto_reply=True))  # fmt: skip
+    assert (await ingest(delivery(ooo))).outcome == "recorded"
+    again = await svc.reply("CAS-000001", "Still there?", AGENT)
+    assert again.in_reply_to == "<m1@customer.example>"
