@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from inbox_daemon.cases.enums import ActivityState, Direction, Origin, Priority, Status
 from inbox_daemon.cases.model import Actor, Case, FieldChange, format_case_number
@@ -139,31 +140,49 @@ def audit(
     changes: Sequence[FieldChange] = (),
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Write the audit events of one action: a row per changed field, or one row without."""
+    """Record the audit events of one action: a row per changed field, or one row without.
+
+    The rows wait in the session and go to the database together, in one multi-row INSERT, at
+    the session's next flush or commit (:func:`_write_pending_audit`): an intake transaction
+    records a dozen of them per new case, and the ORM would send those one at a time.
+    """
+    base = {
+        "case_id": case_id,
+        "at": at,
+        "actor_kind": actor.kind.value,
+        "actor_name": actor.name,
+        "action": action,
+        "detail": detail or {},
+    }
     rows = [
-        AuditRow(
-            case_id=case_id,
-            at=at,
-            actor_kind=actor.kind.value,
-            actor_name=actor.name,
-            action=action,
-            field=change.field,
-            old_value=change.old,
-            new_value=change.new,
-            detail=detail or {},
-        )
+        {**base, "field": change.field, "old_value": change.old, "new_value": change.new}
         for change in changes
-    ] or [
-        AuditRow(
-            case_id=case_id,
-            at=at,
-            actor_kind=actor.kind.value,
-            actor_name=actor.name,
-            action=action,
-            detail=detail or {},
-        )
-    ]
-    session.add_all(rows)
+    ] or [{**base, "field": None, "old_value": None, "new_value": None}]
+    session.sync_session.info.setdefault(_PENDING_AUDIT, []).extend(rows)
+
+
+_PENDING_AUDIT = "inbox_daemon.pending_audit"
+
+
+@event.listens_for(Session, "before_flush")
+@event.listens_for(Session, "before_commit")
+def _write_pending_audit(session: Session, *_args: Any) -> None:
+    """Write the audit rows :func:`audit` recorded in this session (see there)."""
+    rows = session.info.pop(_PENDING_AUDIT, None)
+    if rows:
+        session.connection().execute(insert(AuditRow), rows)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_audit(session: Session, _previous: Any) -> None:
+    """Rows recorded in work that was rolled back are not written (flush them before a
+    savepoint to keep what came before it)."""
+    session.info.pop(_PENDING_AUDIT, None)
+
+
+async def flush_audit(session: AsyncSession) -> None:
+    """Write pending audit rows now, for a query that reads the audit trail."""
+    await session.run_sync(_write_pending_audit)
 
 
 async def list_cases(
@@ -190,6 +209,7 @@ async def activities_of(session: AsyncSession, case_id: int) -> list[ActivityRow
 
 
 async def audit_of(session: AsyncSession, case_id: int) -> list[AuditRow]:
+    await flush_audit(session)
     stmt = select(AuditRow).where(AuditRow.case_id == case_id).order_by(AuditRow.id)
     return list((await session.execute(stmt)).scalars())
 
@@ -233,6 +253,7 @@ async def queues_with_open_cases(session: AsyncSession) -> set[str]:
 
 async def status_history(session: AsyncSession, case_id: int) -> list[tuple[datetime, Status]]:
     """Every status a case entered, with when (from its audit trail), oldest first."""
+    await flush_audit(session)
     stmt = (
         select(AuditRow.at, AuditRow.new_value)
         .where(AuditRow.case_id == case_id, AuditRow.field == "status")
