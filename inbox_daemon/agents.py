@@ -28,7 +28,7 @@ from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.directory import Directory, User
 from inbox_daemon.cases.enums import Status
 from inbox_daemon.cases.model import Actor, Case
-from inbox_daemon.channels.base import Delivery, IngestResult, Sink
+from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult, Sink, take_batch
 from inbox_daemon.channels.slack import cards
 from inbox_daemon.channels.slack.actions import (
     ActionResult,
@@ -390,13 +390,18 @@ class SlackAgents:
     def observe(self, sink: Sink) -> Sink:
         """``sink`` (the Ingestor) with the cards following what it takes in."""
 
-        async def observed(delivery: Delivery) -> IngestResult:
-            result = await sink(delivery)
+        def follow(result: IngestResult) -> IngestResult:
             if result.case_number and result.outcome in CARD_OUTCOMES:
                 self.background.spawn(self._after_intake(result), name=f"card {result.case_number}")
             return result
 
-        return observed
+        async def observed(delivery: Delivery) -> IngestResult:
+            return follow(await sink(delivery))
+
+        async def observed_batch(deliveries: Sequence[Delivery]) -> list[IngestResult]:
+            return [follow(result) for result in await take_batch(sink, deliveries)]
+
+        return BatchingSink(observed, observed_batch)
 
     async def _after_intake(self, result: IngestResult) -> None:
         number = result.case_number or ""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
@@ -28,7 +28,14 @@ from inbox_daemon.agents import SlackAgents
 from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.cases.sla import SlaPolicy
-from inbox_daemon.channels.base import Delivery, InboundChannel, IngestResult, Sink
+from inbox_daemon.channels.base import (
+    BatchingSink,
+    Delivery,
+    InboundChannel,
+    IngestResult,
+    Sink,
+    take_batch,
+)
 from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.channels.email.maildir import MaildirChannel
 from inbox_daemon.channels.email.smtp import EmailSender
@@ -252,15 +259,23 @@ class Runtime:
         """One channel per configured mailbox, IMAP ones resuming from their checkpoint."""
         settings = self.settings
         channels: list[InboundChannel] = []
+        # Large mail is parsed from files here (on the storage's disk, not a tmpfs /tmp).
+        spool = settings.storage_path / "spool"
+        spool.mkdir(parents=True, exist_ok=True)
         for box in settings.mailboxes:
             if box.kind == "maildir":
-                channels.append(MaildirChannel(box, our_addresses=settings.our_addresses))
+                channels.append(
+                    MaildirChannel(box, our_addresses=settings.our_addresses, spool_parent=spool)
+                )
                 continue
             async with self.db.transaction() as session:
                 checkpoint = await intake.checkpoint(session, box.name)
             channels.append(
                 ImapChannel.from_settings(
-                    box, checkpoint=checkpoint, our_addresses=settings.our_addresses
+                    box,
+                    checkpoint=checkpoint,
+                    our_addresses=settings.our_addresses,
+                    spool_parent=spool,
                 )
             )
         return channels
@@ -288,18 +303,23 @@ class IntakeGate:
 
     def wrap(self, sink: Sink) -> Sink:
         async def gated(delivery: Delivery) -> IngestResult:
+            return (await gated_batch([delivery]))[0]
+
+        async def gated_batch(deliveries: Sequence[Delivery]) -> list[IngestResult]:
             if self.closed:
                 await asyncio.Event().wait()  # never set: cancelled when the daemon stops
             self.in_flight += 1
             self._idle.clear()
             try:
-                return await sink(delivery)
+                if len(deliveries) == 1:
+                    return [await sink(deliveries[0])]
+                return await take_batch(sink, deliveries)
             finally:
                 self.in_flight -= 1
                 if not self.in_flight:
                     self._idle.set()
 
-        return gated
+        return BatchingSink(gated, gated_batch)
 
     def close(self) -> None:
         self.closed = True
@@ -406,6 +426,7 @@ class Daemon:
                 watched = self._watch(channel.name, channel, mailbox=boxes.get(channel.name))
                 if isinstance(channel, ImapChannel):
                     channel.on_poll.append(self.metrics.poller(boxes.get(channel.name, "")))
+                    self.metrics.watch_refresh_token(channel.settings)
                 name = f"channel:{channel.name}"
                 if self.runtime.db.is_postgres:
                     watched.lease = "standby"

@@ -143,10 +143,16 @@ class OutboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """How far a mailbox has been read: the last UID committed under a UIDVALIDITY."""
+    """How far a mailbox has been read: the last UID committed under a UIDVALIDITY.
+
+    ``group_start`` is the first UID of the group of messages committed together with ``uid``
+    (0 when unknown, or ``uid`` alone): after a crash, those may not be acknowledged yet. It
+    takes no part in comparisons.
+    """
 
     uidvalidity: int
     uid: int
+    group_start: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

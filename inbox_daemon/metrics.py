@@ -8,19 +8,25 @@ sent and their latency (``created_at`` → ``sent_at``), the outbox's pending ro
 cases past their SLA due dates. ``refresh`` runs periodically and before every scrape; what it
 counts starts at the daemon's start (the database's history is not replayed). On PostgreSQL
 with several daemons, those database-derived figures cover every instance.
+:meth:`Metrics.watch_refresh_token` adds an IMAP mailbox's XOAUTH2 refresh token, whose days
+left (``refresh_token_expires``) are computed at each scrape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases.enums import PAUSED, DeliveryState, Direction, Status
-from inbox_daemon.channels.base import Delivery, IngestResult, Sink
+from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult, Sink, take_batch
+from inbox_daemon.channels.email.imap_auth import days_until, parse_expiry
+from inbox_daemon.config import MailboxSettings
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
 
@@ -32,6 +38,30 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _RUNNING = sorted(
     s.value for s in Status if s not in PAUSED and s not in {Status.RESOLVED} and not s.final
 )
+
+
+class _RefreshTokens(Collector):
+    """``inbox_oauth2_refresh_token_days_left{mailbox}``, computed when scraped.
+
+    A mailbox whose source answers None (no known expiry) has no sample.
+    """
+
+    NAME = "inbox_oauth2_refresh_token_days_left"
+    HELP = "Days until an IMAP mailbox's OAuth2 refresh token expires (negative once expired)"
+
+    def __init__(self) -> None:
+        self.sources: dict[str, Callable[[], float | None]] = {}
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["mailbox"])]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["mailbox"])
+        for mailbox, days_left in sorted(self.sources.items()):
+            value = days_left()
+            if value is not None:
+                family.add_metric([mailbox], value)
+        yield family
 
 
 class Metrics:
@@ -88,6 +118,8 @@ class Metrics:
         )  # fmt: skip
         for due in ("first_response", "resolve_by"):
             self.sla_breached.labels(due=due).set(0)
+        self._refresh_tokens = _RefreshTokens()
+        r.register(self._refresh_tokens)
         #: The last message taken in, per mailbox (or Slack workspace), for the health check.
         self.last_delivery: dict[str, datetime] = {}
         self._audit_mark: int | None = None
@@ -106,7 +138,13 @@ class Metrics:
             self.count(delivery, result)
             return result
 
-        return observed
+        async def observed_batch(deliveries: Sequence[Delivery]) -> list[IngestResult]:
+            results = await take_batch(sink, deliveries)
+            for delivery, result in zip(deliveries, results, strict=True):
+                self.count(delivery, result)
+            return results
+
+        return BatchingSink(observed, observed_batch)
 
     def count(self, delivery: Delivery, result: IngestResult) -> None:
         self.ingested.labels(delivery.channel, delivery.mailbox, result.outcome).inc()
@@ -122,6 +160,18 @@ class Metrics:
         """A listener for a channel's ``on_poll``: the listing time of ``mailbox``."""
         histogram = self.poll_latency.labels(mailbox=mailbox)
         return histogram.observe
+
+    def watch_refresh_token(self, mailbox: MailboxSettings) -> None:
+        """Expose the days left of an IMAP mailbox's OAuth2 refresh token at every scrape.
+
+        Only a mailbox with ``oauth2.refresh_token_expires`` configured gets a sample; the value
+        is the one :attr:`OAuth2TokenProvider.refresh_token_days_left` warns about.
+        """
+        oauth2 = mailbox.oauth2
+        if mailbox.kind != "imap" or oauth2 is None or not oauth2.refresh_token_expires:
+            return
+        expires = parse_expiry(oauth2.refresh_token_expires)
+        self._refresh_tokens.sources[mailbox.name] = lambda: days_until(expires, self.clock())
 
     async def delivery_failed(self, _case_number: str, _error: str) -> None:
         """An outbox ``on_failed`` listener."""

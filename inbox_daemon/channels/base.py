@@ -9,19 +9,23 @@ Channels never touch the database or the rules.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from inbox_daemon.messages import Checkpoint, DeliveryReceipt, InboundMessage, OutboundMessage
 
 __all__ = [
+    "BatchSink",
+    "BatchingSink",
     "Checkpoint",
     "Delivery",
     "InboundChannel",
     "IngestResult",
     "OutboundChannel",
     "Sink",
+    "take_batch",
 ]
 
 
@@ -30,7 +34,8 @@ class Delivery:
     """One message as a channel received it.
 
     ``message`` is None when the channel could not parse it; ``error`` then says why and the
-    pipeline quarantines ``raw``.
+    pipeline quarantines ``raw``. A large mail is not held in memory: ``raw_path`` names the file
+    that holds its bytes (``raw`` is then empty), valid until the sink returns.
     """
 
     channel: str
@@ -41,6 +46,7 @@ class Delivery:
     error: str | None = None
     #: For IMAP: the position to record with the receipt in the same transaction.
     checkpoint: Checkpoint | None = None
+    raw_path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,41 @@ class IngestResult:
 
 
 Sink = Callable[[Delivery], Awaitable[IngestResult]]
+
+
+@runtime_checkable
+class BatchSink(Protocol):
+    """A sink that can also take several deliveries at once, in one transaction.
+
+    ``batch`` returns one result per delivery, in order, once all of them are committed; if it
+    raises, some may be committed and some not (a channel offers them all again, and the
+    committed ones come back as duplicates).
+    """
+
+    async def __call__(self, delivery: Delivery) -> IngestResult: ...
+
+    async def batch(self, deliveries: Sequence[Delivery]) -> list[IngestResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingSink:
+    """A :class:`BatchSink` made of two functions: one delivery, and several."""
+
+    one: Sink
+    many: Callable[[Sequence[Delivery]], Awaitable[list[IngestResult]]]
+
+    async def __call__(self, delivery: Delivery) -> IngestResult:
+        return await self.one(delivery)
+
+    async def batch(self, deliveries: Sequence[Delivery]) -> list[IngestResult]:
+        return await self.many(deliveries)
+
+
+async def take_batch(sink: Sink, deliveries: Sequence[Delivery]) -> list[IngestResult]:
+    """Hand ``deliveries`` to ``sink``: as one batch if it is a :class:`BatchSink`, else in turn."""
+    if isinstance(sink, BatchSink):
+        return await sink.batch(deliveries)
+    return [await sink(delivery) for delivery in deliveries]
 
 
 class InboundChannel(Protocol):

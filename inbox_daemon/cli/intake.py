@@ -1,4 +1,9 @@
-"""Commands about intake: rules check/explain, ingest from stdin, quarantine."""
+"""Commands about intake: rules check/explain, ingest from stdin, quarantine.
+
+``ingest`` holds a small mail in memory; one larger than
+:data:`~inbox_daemon.channels.email.spool.SPOOL_THRESHOLD` is written to a temporary spool
+directory as it is read and parsed from there (removed before the command returns).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from pathlib import Path
 
 from inbox_daemon.cases.directory import Directory, Queue
 from inbox_daemon.channels.base import Delivery, IngestResult
-from inbox_daemon.channels.email.delivery import make_delivery, parse_lazily
+from inbox_daemon.channels.email.delivery import make_delivery, make_file_delivery, parse_lazily
 from inbox_daemon.channels.email.parse import parse_message
+from inbox_daemon.channels.email.spool import should_spool, spool_directory
 from inbox_daemon.cli.common import (
     PROG,
     UsageError,
@@ -108,26 +114,73 @@ EX_TEMPFAIL = 75
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """An MTA pipe: exit 0 once stored, 75 (temporary failure: retry later) if it could not be."""
-    raw = sys.stdin.buffer.read()
-    try:
-        settings = _settings(args)
-        names = [m.name for m in settings.mailbox]
-        mailbox = args.mailbox or (names[0] if names else "stdin")
-        if args.mailbox and names and args.mailbox not in names:
-            raise UsageError(f"unknown mailbox {args.mailbox!r}: configured are {', '.join(names)}")
-        result = _run(_with_runtime(args, lambda rt: _ingest_raw(rt, raw, mailbox)))
-    except (UsageError, ConfigError):
-        raise
-    except Exception as exc:
-        print(f"{PROG}: error: message not stored, try again later: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL
+    with contextlib.ExitStack() as spool:
+        try:
+            raw, path, digest = _read_stdin(spool)
+        except OSError as exc:  # the temporary file, not the mail
+            print(f"{PROG}: error: message not stored, try again later: {exc}", file=sys.stderr)
+            return EX_TEMPFAIL
+        try:
+            settings = _settings(args)
+            names = [m.name for m in settings.mailbox]
+            mailbox = args.mailbox or (names[0] if names else "stdin")
+            if args.mailbox and names and args.mailbox not in names:
+                raise UsageError(
+                    f"unknown mailbox {args.mailbox!r}: configured are {', '.join(names)}"
+                )
+            external_id = "stdin:" + digest
+            result = _run(
+                _with_runtime(args, lambda rt: _ingest_stdin(rt, raw, path, mailbox, external_id))
+            )
+        except (UsageError, ConfigError):
+            raise
+        except Exception as exc:
+            print(f"{PROG}: error: message not stored, try again later: {exc}", file=sys.stderr)
+            return EX_TEMPFAIL
     print(f"{result.outcome}{' ' + result.case_number if result.case_number else ''}")
     return 0
 
 
-async def _ingest_raw(runtime: Runtime, raw: bytes, mailbox: str) -> IngestResult:
-    external_id = "stdin:" + hashlib.sha256(raw).hexdigest()
-    return await runtime.ingestor(await _delivery(runtime, raw, mailbox, external_id))
+_STDIN_CHUNK = 1024 * 1024
+
+
+def _read_stdin(spool: contextlib.ExitStack) -> tuple[bytes, Path | None, str]:
+    """stdin as ``(raw, None, sha256)`` when small; a larger mail goes to a file as it is read:
+    ``(b"", path, sha256)``, the file in a spool directory that ``spool`` removes."""
+    stream = sys.stdin.buffer
+    digest = hashlib.sha256()
+    held: list[bytes] = []
+    size = 0
+    while not should_spool(size) and (chunk := stream.read(_STDIN_CHUNK)):
+        digest.update(chunk)
+        held.append(chunk)
+        size += len(chunk)
+    if not should_spool(size):
+        return b"".join(held), None, digest.hexdigest()
+    path = spool.enter_context(spool_directory()) / "stdin.eml"
+    with open(path, "xb") as out:
+        out.writelines(held)
+        held.clear()
+        while chunk := stream.read(_STDIN_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return b"", path, digest.hexdigest()
+
+
+async def _ingest_stdin(
+    runtime: Runtime, raw: bytes, path: Path | None, mailbox: str, external_id: str
+) -> IngestResult:
+    if path is None:
+        return await runtime.ingestor(await _delivery(runtime, raw, mailbox, external_id))
+    delivery = await make_file_delivery(
+        path,
+        mailbox=mailbox,
+        external_id=external_id,
+        our_addresses=runtime.settings.our_addresses,
+        log=get_logger("inbox_daemon.cli"),
+        spool_dir=path.parent / "parts",
+    )
+    return await runtime.ingestor(delivery)
 
 
 async def _delivery(runtime: Runtime, raw: bytes, mailbox: str, external_id: str) -> Delivery:

@@ -11,7 +11,7 @@ start a case; unparseable or unstorable messages go to quarantine with their raw
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,7 +89,7 @@ class Ingestor:
     async def __call__(self, delivery: Delivery) -> IngestResult:
         key = (delivery.channel, delivery.mailbox, delivery.external_id)
         try:
-            result = await self._ingest(delivery)
+            result = (await self._ingest([delivery]))[0]
         except IntegrityError:
             # Another instance committed the same message first: that is a duplicate.
             async with self.db.transaction() as session:
@@ -98,7 +98,35 @@ class Ingestor:
             return await self._failed(delivery, key, "integrity error")
         except Exception as exc:
             return await self._failed(delivery, key, f"{type(exc).__name__}: {exc}")
-        self._failures.pop(key, None)
+        self._taken(delivery, result)
+        return result
+
+    async def batch(self, deliveries: Sequence[Delivery]) -> list[IngestResult]:
+        """Take several deliveries of one mailbox in one transaction (see :class:`BatchSink`).
+
+        If the transaction fails, nothing of it is kept and the deliveries are taken again one
+        at a time, each with its own retries and quarantine: one bad message costs its
+        batch-mates a second try, never their place.
+        """
+        if len(deliveries) <= 1:
+            return [await self(delivery) for delivery in deliveries]
+        try:
+            results = await self._ingest(deliveries)
+        except Exception as exc:
+            log.warning(
+                "batch could not be stored, taking its messages one at a time",
+                mailbox=deliveries[0].mailbox,
+                messages=len(deliveries),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return [await self(delivery) for delivery in deliveries]
+        for delivery, result in zip(deliveries, results, strict=True):
+            self._taken(delivery, result)
+        return results
+
+    def _taken(self, delivery: Delivery, result: IngestResult) -> None:
+        """After the commit: forget failures, wake the outbox, log."""
+        self._failures.pop((delivery.channel, delivery.mailbox, delivery.external_id), None)
         if result.queued_outgoing:  # committed: the outbox may send the acknowledgement now
             self.service.outgoing_queued()
         log.info(
@@ -110,7 +138,6 @@ class Ingestor:
             outcome=result.outcome,
             case=result.case_number,
         )
-        return result
 
     async def _failed(
         self, delivery: Delivery, key: tuple[str, str, str], reason: str
@@ -153,21 +180,31 @@ class Ingestor:
             row.updated_at = self.service.clock()
             return result
 
-    async def _ingest(self, delivery: Delivery) -> IngestResult:
+    async def _ingest(self, deliveries: Sequence[Delivery]) -> list[IngestResult]:
+        """One transaction: every delivery's receipt and case changes, then the checkpoint."""
         async with self.db.transaction() as session:
-            source = (delivery.channel, delivery.mailbox, delivery.external_id)
-            if await intake.receipt_for_source(session, *source) is not None:
-                return IngestResult("duplicate", detail="already taken in from this source")
-            msg = delivery.message
-            if msg is None:
-                result = await self._quarantine(session, delivery, delivery.error or "unparseable")
-            else:
-                result = await self._take(session, delivery, msg)
-            if delivery.checkpoint is not None:
+            taken = await intake.sources_taken(
+                session, [(d.channel, d.mailbox, d.external_id) for d in deliveries]
+            )
+            results: list[IngestResult] = []
+            for delivery in deliveries:
+                msg = delivery.message
+                if (delivery.channel, delivery.mailbox, delivery.external_id) in taken:
+                    result = IngestResult("duplicate", detail="already taken in from this source")
+                elif msg is None:
+                    result = await self._quarantine(
+                        session, delivery, delivery.error or "unparseable"
+                    )
+                else:
+                    result = await self._take(session, delivery, msg)
+                results.append(result)
+            checkpoints = [d for d in deliveries if d.checkpoint is not None]
+            for delivery in checkpoints[-1:]:
+                assert delivery.checkpoint is not None
                 await intake.save_checkpoint(
                     session, delivery.mailbox, delivery.checkpoint, self.service.clock()
                 )
-            return result
+            return results
 
     async def _take(
         self, session: AsyncSession, delivery: Delivery, msg: InboundMessage
@@ -178,11 +215,10 @@ class Ingestor:
             if prior is not None:
                 self._receipt(session, delivery, None, "duplicate", prior.activity_id, now)
                 return IngestResult("duplicate", detail=f"same message as {prior.external_id}")
-        receipt = self._receipt(session, delivery, msg, "pending", None, now)
-        await session.flush()  # take the unique keys now: a concurrent twin fails here
         result = await self._place(session, msg, now)
-        receipt.outcome = result.outcome
-        receipt.activity_id = result.activity_id
+        # Its unique keys make a concurrent twin (another instance, the same message) fail at
+        # the latest when this transaction commits; the twin is then found as a duplicate.
+        self._receipt(session, delivery, msg, result.outcome, result.activity_id, now)
         return result
 
     def _receipt(
@@ -211,7 +247,10 @@ class Ingestor:
         self, session: AsyncSession, delivery: Delivery, reason: str
     ) -> IngestResult:
         now = self.service.clock()
-        sha, size = self.quarantine_files.put(delivery.raw)
+        if delivery.raw_path is not None:
+            sha, size = self.quarantine_files.put_file(delivery.raw_path)
+        else:
+            sha, size = self.quarantine_files.put(delivery.raw)
         source = (delivery.channel, delivery.mailbox, delivery.external_id)
         row = await intake.quarantined(session, *source)
         if row is None:

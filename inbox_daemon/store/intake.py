@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases.enums import READ_ONLY, DeliveryState, Direction
@@ -31,6 +31,18 @@ async def receipt_for_source(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def sources_taken(
+    session: AsyncSession, sources: Sequence[tuple[str, str, str]]
+) -> set[tuple[str, str, str]]:
+    """Which of these ``(channel, mailbox, external_id)`` already have a receipt."""
+    if not sources:
+        return set()
+    stmt = select(ReceiptRow.channel, ReceiptRow.mailbox, ReceiptRow.external_id).where(
+        tuple_(ReceiptRow.channel, ReceiptRow.mailbox, ReceiptRow.external_id).in_(list(sources))
+    )
+    return {(c, m, e) for c, m, e in (await session.execute(stmt)).all()}
+
+
 async def receipt_for_content(
     session: AsyncSession, message_id: str, content_hash: str
 ) -> ReceiptRow | None:
@@ -43,7 +55,9 @@ async def receipt_for_content(
 
 async def checkpoint(session: AsyncSession, mailbox: str) -> Checkpoint | None:
     row = await session.get(MailboxStateRow, mailbox)
-    return Checkpoint(row.uidvalidity, row.last_uid) if row is not None else None
+    if row is None:
+        return None
+    return Checkpoint(row.uidvalidity, row.last_uid, row.group_first_uid or 0)
 
 
 async def save_checkpoint(
@@ -57,6 +71,7 @@ async def save_checkpoint(
                 mailbox=mailbox,
                 uidvalidity=position.uidvalidity,
                 last_uid=position.uid,
+                group_first_uid=position.group_start or None,
                 updated_at=now,
             )
         )
@@ -64,6 +79,7 @@ async def save_checkpoint(
     if row.uidvalidity != position.uidvalidity or position.uid > row.last_uid:
         row.uidvalidity = position.uidvalidity
         row.last_uid = position.uid
+        row.group_first_uid = position.group_start or None
         row.updated_at = now
 
 

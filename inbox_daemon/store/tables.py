@@ -206,6 +206,8 @@ class MailboxStateRow(Base):
     mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
     uidvalidity: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: The first UID of the group committed with ``last_uid`` (None: ``last_uid`` alone).
+    group_first_uid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 

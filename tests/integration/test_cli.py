@@ -299,6 +299,32 @@ def test_ingest_temporary_failure_exit_code(tmp_path: Path) -> None:
     assert b"message not stored, try again later" in proc.stderr
 
 
+def test_ingest_of_a_large_mail_goes_through_a_spool_file(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import random
+
+    data = random.Random(5).randbytes(3 * 1024 * 1024)
+    encoded = base64.b64encode(data).decode("ascii")
+    body = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    raw = SAMPLE.replace(
+        b"\r\n\r\nThe printer is on fire.\r\n",
+        b'\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nThe printer is on fire.\r\n"
+        b'--b\r\nContent-Type: image/jpeg; name="fire.jpg"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + body.encode() + b"\r\n--b--\r\n",
+    )
+    run_cli(tmp_path, "init", ".")
+    first = run_stdin(tmp_path, raw)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().strip() == "created CAS-000001"
+    again = run_stdin(tmp_path, raw)
+    assert (again.returncode, again.stdout.decode().strip()) == (0, "duplicate")
+    sha = hashlib.sha256(data).hexdigest()
+    [stored] = [p for p in (tmp_path / "var").rglob(sha) if p.is_file()]
+    assert stored.read_bytes() == data
+
+
 def test_quarantine_list_show_retry(tmp_path: Path) -> None:
     run_cli(tmp_path, "init", ".")
     proc = run_stdin(tmp_path, b"")

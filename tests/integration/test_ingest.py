@@ -31,7 +31,14 @@ from inbox_daemon.service import CaseService
 from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
-from inbox_daemon.store.tables import ActivityRow, AttachmentRow, CaseRow, QuarantineRow, ReceiptRow
+from inbox_daemon.store.tables import (
+    ActivityRow,
+    AttachmentRow,
+    AuditRow,
+    CaseRow,
+    QuarantineRow,
+    ReceiptRow,
+)
 
 AGENT = Actor.user("alice")
 RULES = """
@@ -514,3 +521,88 @@ async def test_an_answer_threads_to_the_customer_not_to_their_auto_reply(
     assert (await ingest(delivery(ooo))).outcome == "recorded"
     again = await svc.reply("CAS-000001", "Still there?", AGENT)
     assert again.in_reply_to == "<m1@customer.example>"
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def in_group(d: Delivery, first: int) -> Delivery:
+    assert d.checkpoint is not None
+    return replace(d, checkpoint=Checkpoint(7, d.checkpoint.uid, group_start=first))
+
+
+async def test_a_batch_takes_every_message_as_one_at_a_time_would(
+    ingest: Ingestor, db: Database, svc: CaseService
+) -> None:
+    first = mail(1)
+    reply = mail(2, "Re: Printer on fire", in_reply_to=(first.message_id,), text="Still.")
+    bad = Delivery("email", "support", "7:4", b"\x00junk", None, "no headers", Checkpoint(7, 4))
+    batch = [
+        delivery(first),
+        delivery(reply),
+        delivery(first, mailbox="sales", uid=3),  # the same mail via another of our mailboxes
+        bad,
+        delivery(mail(5, "Another thing", sender="bob@example.com")),
+    ]
+    batch = [in_group(d, 1) for d in batch]
+    results = await ingest.batch(batch)
+    assert [r.outcome for r in results] == [
+        "created",
+        "appended",
+        "duplicate",
+        "quarantined",
+        "created",
+    ]
+    assert [r.case_number for r in results] == [
+        "CAS-000001",
+        "CAS-000001",
+        None,
+        None,
+        "CAS-000002",
+    ]
+    async with db.transaction() as s:
+        saved = await intake.checkpoint(s, "support")
+        assert saved == Checkpoint(7, 5)
+        assert saved is not None
+        assert saved.group_start == 1
+    view = await svc.show("CAS-000001")
+    assert [a.message_id for a in view.activities if a.direction == "incoming"] == [
+        first.message_id,
+        reply.message_id,
+    ]
+    # The audit rows recorded while the batch ran were all written, each with its case.
+    assert [e.action for e in view.audit if e.action in ("create", "routed")][-1] == "routed"
+    assert {e.action for e in (await svc.show("CAS-000002")).audit} >= {"create", "routed"}
+    assert [r.outcome for r in await ingest.batch(batch)] == ["duplicate"] * 5
+
+
+async def test_a_failing_message_costs_its_batch_mates_a_retry_not_their_place(
+    ingest: Ingestor, db: Database, svc: CaseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    place = ingest._place
+
+    async def explode_on_two(session: object, msg: InboundMessage, now: datetime) -> object:
+        if msg.subject == "two":
+            raise RuntimeError("disk on fire")
+        return await place(session, msg, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "_place", explode_on_two)
+    batch = [delivery(mail(n, name, sender=f"{name}@example.com"))
+             for n, name in ((1, "one"), (2, "two"), (3, "three"))]  # fmt: skip
+    for _attempt in (1, 2):
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            await ingest.batch(batch)
+        # The batch's own transaction left nothing; one at a time, "one" got in, once.
+        assert await rows(db, CaseRow) == 1
+    results = await ingest.batch(batch)
+    assert [r.outcome for r in results] == ["duplicate", "quarantined", "created"]
+    assert await rows(db, CaseRow) == 2
+    assert await rows(db, QuarantineRow) == 1
+    # Nothing of the transactions rolled back was written: one creation trail per case.
+    async with db.transaction() as s:
+        created = list(
+            (await s.execute(select(AuditRow.case_id).where(AuditRow.action == "create"))).scalars()
+        )
+        case_ids = sorted((await s.execute(select(CaseRow.id))).scalars())
+    assert sorted(set(created)) == case_ids
+    assert created.count(case_ids[0]) == created.count(case_ids[1]) > 0

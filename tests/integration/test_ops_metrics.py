@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,11 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from inbox_daemon.config import Settings
+from inbox_daemon.config import MailboxSettings, Settings
 from inbox_daemon.daemon import Daemon, Runtime
+from inbox_daemon.metrics import Metrics
 from inbox_daemon.notify import Notifier
+from inbox_daemon.store.db import Database
 from inbox_daemon.store.migrate import upgrade
 from inbox_daemon.store.tables import CaseRow
 
@@ -49,7 +53,9 @@ def drop(maildir: Path, n: int, raw: bytes) -> None:
     tmp.replace(maildir / "new" / f"{time.time_ns()}.{n}.test")
 
 
-def make_settings(home: Path, maildir: Path, **extra: Any) -> Settings:
+def make_settings(
+    home: Path, maildir: Path, *, boxes: Sequence[dict[str, Any]] = (), **extra: Any
+) -> Settings:
     (home / "rules.yaml").write_text(RULES)
     return Settings(
         database={"url": f"sqlite:///{home / 'inbox.db'}"},
@@ -57,7 +63,8 @@ def make_settings(home: Path, maildir: Path, **extra: Any) -> Settings:
         rules={"path": str(home / "rules.yaml")},
         mailbox=[
             {"name": "support", "address": "support@example.com", "kind": "maildir",
-             "path": str(maildir), "poll_interval": 0.5}
+             "path": str(maildir), "poll_interval": 0.5},
+            *boxes,
         ],
         http={"enabled": True, "port": 0},
         source=home / "inbox-daemon.toml",
@@ -176,3 +183,76 @@ async def test_healthz_is_503_when_a_channel_is_down(tmp_path: Path) -> None:
         assert health["status"] == "degraded"
         assert health["channels"]["maildir:support"]["state"] == "down"
         assert health["rules"]["last_reload_error"]
+
+
+DAYS_LEFT = "inbox_oauth2_refresh_token_days_left"
+
+
+def imap_box(name: str, home: Path, port: int, expires: str | None = None) -> dict[str, Any]:
+    """An IMAP ``[[mailbox]]`` table with XOAUTH2 (its refresh token in a file)."""
+    secret = home / f"{name}.token"
+    secret.write_text("refresh-token")
+    oauth2 = {
+        "token_endpoint": f"http://127.0.0.1:{port}/token",
+        "client_id": "inbox-daemon",
+        "refresh_token_file": str(secret),
+        "refresh_token_expires": expires,
+    }
+    return {"name": name, "address": f"{name}@example.com", "host": "127.0.0.1", "port": port,
+            "oauth2": oauth2}  # fmt: skip
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_refresh_token_days_left_is_computed_at_each_scrape(tmp_path: Path) -> None:
+    now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    clock = [now]
+    metrics = Metrics(Database(f"sqlite:///{tmp_path / 'm.db'}"), clock=lambda: clock[0])
+    password = tmp_path / "password"
+    password.write_text("secret")
+    boxes = [
+        imap_box("support", tmp_path, 1, expires="2025-06-11T12:00:00+00:00"),
+        imap_box("billing", tmp_path, 1, expires="2025-06-04"),  # a date: midnight UTC
+        imap_box("sales", tmp_path, 1),  # no known expiry
+        {"name": "legacy", "address": "legacy@example.com", "host": "127.0.0.1",
+         "password_file": str(password)},
+        {"name": "drop", "address": "drop@example.com", "kind": "maildir",
+         "path": str(tmp_path / "maildir")},
+    ]  # fmt: skip
+    for box in boxes:
+        metrics.watch_refresh_token(MailboxSettings.model_validate(box))
+
+    got = samples(metrics.exposition().decode())
+    assert got[(DAYS_LEFT, (("mailbox", "support"),))] == 10.0
+    assert got[(DAYS_LEFT, (("mailbox", "billing"),))] == 2.5
+    assert [k for k in got if k[0] == DAYS_LEFT] == [
+        (DAYS_LEFT, (("mailbox", "billing"),)),
+        (DAYS_LEFT, (("mailbox", "support"),)),
+    ]
+
+    clock[0] = now + timedelta(days=3)  # a later scrape sees the time that passed
+    got = samples(metrics.exposition().decode())
+    assert got[(DAYS_LEFT, (("mailbox", "support"),))] == 7.0
+    assert got[(DAYS_LEFT, (("mailbox", "billing"),))] == -0.5  # expired
+
+
+async def test_daemon_serves_the_refresh_token_days_left(tmp_path: Path) -> None:
+    maildir = tmp_path / "maildir"
+    port = closed_port()  # the IMAP channels stay down: the gauge does not need them
+    expires = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    boxes = [imap_box("expiring", tmp_path, port, expires), imap_box("unknown", tmp_path, port)]
+    settings = make_settings(tmp_path, maildir, boxes=boxes)
+    async with running(settings) as daemon:
+        assert set(daemon.watched) == {"maildir:support", "imap:expiring", "imap:unknown"}
+        status, text = await get(daemon, "/metrics")
+    assert status == 200
+    got = samples(text)
+    days = {dict(labels)["mailbox"]: v for (name, labels), v in got.items() if name == DAYS_LEFT}
+    assert list(days) == ["expiring"]
+    assert 9.99 < days["expiring"] <= 10.0
+    assert f"# TYPE {DAYS_LEFT} gauge" in text

@@ -4,6 +4,8 @@ This module owns the type of the parse callable the channels take (the signature
 :func:`inbox_daemon.channels.email.parse.parse_message`), a default that imports the real parser
 on first use, and :func:`make_delivery`, which parses one message off the event loop and turns a
 rejection into a delivery that carries its reason (the pipeline quarantines it).
+:func:`make_file_delivery` does the same for a large mail in a file (see
+:mod:`inbox_daemon.channels.email.spool`), which is never read into memory whole.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from inbox_daemon.channels.base import Checkpoint, Delivery
@@ -54,6 +57,44 @@ def parse_lazily(
     )
 
 
+class ParseFile(Protocol):
+    """``parse_file(path, *, channel_mailbox, external_id, our_addresses, received_at,
+    spool_dir)``: the signature of :func:`inbox_daemon.channels.email.spool.parse_file`."""
+
+    def __call__(
+        self,
+        path: Path,
+        *,
+        channel_mailbox: str,
+        external_id: str,
+        our_addresses: Collection[str] = (),
+        received_at: datetime | None = None,
+        spool_dir: Path,
+    ) -> InboundMessage: ...
+
+
+def parse_file_lazily(
+    path: Path,
+    *,
+    channel_mailbox: str,
+    external_id: str,
+    our_addresses: Collection[str] = (),
+    received_at: datetime | None = None,
+    spool_dir: Path,
+) -> InboundMessage:
+    """The real file parser, imported on first use."""
+    from inbox_daemon.channels.email.spool import parse_file
+
+    return parse_file(
+        path,
+        channel_mailbox=channel_mailbox,
+        external_id=external_id,
+        our_addresses=our_addresses,
+        received_at=received_at,
+        spool_dir=spool_dir,
+    )
+
+
 async def make_delivery(
     raw: bytes,
     *,
@@ -92,6 +133,57 @@ async def make_delivery(
         mailbox=mailbox,
         external_id=external_id,
         raw=raw,
+        message=message,
+        error=error,
+        checkpoint=checkpoint,
+    )
+
+
+async def make_file_delivery(
+    path: Path,
+    *,
+    mailbox: str,
+    external_id: str,
+    our_addresses: Collection[str],
+    log: Any,
+    spool_dir: Path,
+    received_at: datetime | None = None,
+    checkpoint: Checkpoint | None = None,
+    parse: ParseFile = parse_file_lazily,
+) -> Delivery:
+    """:func:`make_delivery` for a mail in the file ``path``: ``raw`` is empty, ``raw_path`` set.
+
+    Large attachments are decoded into files under ``spool_dir``, which the caller removes after
+    the sink returned (``path`` too must stay until then). An :class:`OSError` (``path``
+    unreadable, ``spool_dir`` not writable) is raised, not turned into a rejection: the mail
+    itself may be fine.
+    """
+    error: str | None = None
+    message: InboundMessage | None = None
+    try:
+        message = await asyncio.to_thread(
+            parse,
+            path,
+            channel_mailbox=mailbox,
+            external_id=external_id,
+            our_addresses=our_addresses,
+            received_at=received_at,
+            spool_dir=spool_dir,
+        )
+    except RejectedMessage as exc:
+        error = str(exc) or "rejected by the parser"
+        log.info("mail.rejected", external_id=external_id, reason=error)
+    except OSError:
+        raise
+    except Exception as exc:
+        error = f"parser failed: {type(exc).__name__}: {exc}"
+        log.error("mail.parser_failed", external_id=external_id, exc_info=True)
+    return Delivery(
+        channel=CHANNEL,
+        mailbox=mailbox,
+        external_id=external_id,
+        raw=b"",
+        raw_path=path,
         message=message,
         error=error,
         checkpoint=checkpoint,

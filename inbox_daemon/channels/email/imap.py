@@ -1,8 +1,9 @@
 """The IMAP intake channel: a support mailbox's folder → deliveries, in UID order.
 
 This module owns :class:`ImapChannel` and its loop: connect (see :mod:`.imap_session`), read
-the backlog after the checkpoint (everything when UIDVALIDITY changed), hand each message to the
-sink, and only after the sink returned flag it ``\\Seen`` and move it to ``processed_folder``;
+the backlog after the checkpoint (everything when UIDVALIDITY changed), hand each fetched batch to
+the sink (in one transaction when the sink takes batches), and only after the sink returned flag
+the batch ``\\Seen`` and move it to ``processed_folder``;
 then IDLE (or poll) for more. A lost connection is retried with capped exponential backoff and
 jitter, resuming after the last message acknowledged in this run; a refused login is permanent
 (:class:`ChannelAuthError`); a failing sink stops the channel after a pause, leaving the message
@@ -18,23 +19,29 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from inbox_daemon.channels.base import Checkpoint, Sink
-from inbox_daemon.channels.email.delivery import ParseMessage, make_delivery, parse_lazily
+from inbox_daemon.channels.base import BatchSink, Checkpoint, Delivery, Sink, take_batch
+from inbox_daemon.channels.email.delivery import (
+    ParseMessage,
+    make_delivery,
+    make_file_delivery,
+    parse_lazily,
+)
 from inbox_daemon.channels.email.imap_auth import (
     OAuth2TokenProvider,
     TokenProvider,
     xoauth2_string,
 )
 from inbox_daemon.channels.email.imap_session import ImapSession
-from inbox_daemon.channels.email.imap_wire import FetchedMessage
+from inbox_daemon.channels.email.imap_wire import FetchedMessage, uid_set
+from inbox_daemon.channels.email.spool import SPOOL_THRESHOLD, spool_directory
 from inbox_daemon.config import MailboxSettings, read_secret
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, ConfigError
 from inbox_daemon.logging import get_logger
 
-#: Messages and bytes fetched in one ``UID FETCH`` round trip.
-BATCH_MESSAGES = 50
+#: Bytes fetched in one ``UID FETCH`` round trip (messages: ``batch_messages`` in the settings).
 BATCH_BYTES = 25 * 1024 * 1024
 #: IDLE is ended and re-issued this often (RFC 2177: at least every 29 minutes).
 IDLE_RENEW = 10 * 60.0
@@ -82,16 +89,23 @@ def ssl_context_for(settings: MailboxSettings) -> ssl.SSLContext | None:
     return context
 
 
-def _batches(pending: list[tuple[int, int]]) -> Iterator[list[int]]:
-    """Consecutive groups of UIDs, at most BATCH_MESSAGES and (beyond one) BATCH_BYTES each."""
-    batch: list[int] = []
+def _batches(
+    pending: list[tuple[int, int]], messages: int, large: int = SPOOL_THRESHOLD
+) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive groups of ``(uid, size)``, at most ``messages`` and (beyond one) BATCH_BYTES
+    each; a message larger than ``large`` is a group of its own."""
+    batch: list[tuple[int, int]] = []
     size = 0
     for uid, octets in pending:
-        if batch and (len(batch) >= BATCH_MESSAGES or size + octets > BATCH_BYTES):
+        alone = octets > large
+        if batch and (alone or len(batch) >= messages or size + octets > BATCH_BYTES):
             yield batch
             batch, size = [], 0
-        batch.append(uid)
+        batch.append((uid, octets))
         size += octets
+        if alone:
+            yield batch
+            batch, size = [], 0
     if batch:
         yield batch
 
@@ -115,6 +129,8 @@ class ImapChannel:
         timeout: float = 30.0,
         backoff: Backoff | None = None,
         idle_renew: float = IDLE_RENEW,
+        spool_threshold: int = SPOOL_THRESHOLD,
+        spool_parent: Path | None = None,
     ) -> None:
         if (password is None) == (token_provider is None):
             raise ConfigError(f"mailbox {settings.name}: give a password or a token provider")
@@ -126,13 +142,17 @@ class ImapChannel:
         self.connected = False
         self._password = password
         self._tokens = token_provider
-        self._parse = parse
+        self._parse_message = parse
         self._our_addresses = (
             settings.our_addresses if our_addresses is None else frozenset(our_addresses)
         )
         self._timeout = timeout
         self._backoff = backoff or Backoff()
         self._idle_renew = idle_renew
+        #: A larger message is fetched into a file (in a spool directory under ``spool_parent``,
+        #: the system's temp dir if None) instead of into memory.
+        self._spool_threshold = spool_threshold
+        self._spool_parent = spool_parent
         self._ssl = ssl_context_for(settings)
         self._port = settings.port or (993 if settings.tls == "ssl" else 143)
         self._user = settings.username or settings.address
@@ -160,6 +180,7 @@ class ImapChannel:
         checkpoint: Checkpoint | None = None,
         parse: ParseMessage = parse_lazily,
         our_addresses: Collection[str] | None = None,
+        spool_parent: Path | None = None,
     ) -> ImapChannel:
         """A channel whose password or OAuth2 secrets are read as the settings say."""
         name = f"imap:{settings.name}"
@@ -171,6 +192,7 @@ class ImapChannel:
                 checkpoint=checkpoint,
                 parse=parse,
                 our_addresses=our_addresses,
+                spool_parent=spool_parent,
             )
         password = read_secret(
             env=settings.password_env,
@@ -183,6 +205,7 @@ class ImapChannel:
             checkpoint=checkpoint,
             parse=parse,
             our_addresses=our_addresses,
+            spool_parent=spool_parent,
         )
 
     # -- the loop ---------------------------------------------------------------------------
@@ -275,10 +298,16 @@ class ImapChannel:
             if self._processed:
                 await session.ensure_folder(self._processed)
             if position.uid > 0 and not self._resumed:
-                # Resuming from a checkpoint: the last committed message may have missed its
+                # Resuming from a checkpoint: the last committed batch may have missed its
                 # \Seen (or move) if the daemon died between the commit and the acknowledgement.
-                # Messages go one at a time, so it is the only one that can have.
-                await self._acknowledge(session, position.uid, self._log)
+                # The checkpoint knows where that batch started; nothing before it is touched.
+                first = position.group_start or position.uid
+                if first == position.uid:
+                    committed = [position.uid]
+                else:
+                    committed = [u for u in await session.uids_up_to(position.uid) if u >= first]
+                if committed:
+                    await self._acknowledge(session, committed, self._log)
             self._resumed = True
         except BaseException:
             await session.close()
@@ -326,7 +355,7 @@ class ImapChannel:
             await session.authenticate("XOAUTH2", xoauth2_string(user, token), user=user)
 
     async def _drain(self, session: ImapSession, uidvalidity: int, sink: Sink) -> None:
-        """Deliver every message after ``position``, fetched in batches, one by one."""
+        """Deliver every message after ``position``, in the batches they are fetched in."""
         assert self.position is not None
         started = time.monotonic()
         pending = await session.list_after(self.position.uid)
@@ -336,42 +365,93 @@ class ImapChannel:
             listener(elapsed)
         if pending:
             self._log.info("imap.backlog", messages=len(pending), after_uid=self.position.uid)
-        for batch in _batches(pending):
-            for message in await session.fetch(batch):
-                if message.uid > self.position.uid:
-                    await self._deliver(session, uidvalidity, message, sink)
+        for batch in _batches(pending, self.settings.batch_messages, self._spool_threshold):
+            if len(batch) == 1 and batch[0][1] > self._spool_threshold:
+                await self._deliver_large(session, uidvalidity, *batch[0], sink)
+                continue
+            uids = [uid for uid, _size in batch]
+            fetched = [m for m in await session.fetch(uids) if m.uid > self.position.uid]
+            await self._deliver(session, await self._parse(uidvalidity, fetched), sink)
 
-    async def _deliver(
-        self, session: ImapSession, uidvalidity: int, message: FetchedMessage, sink: Sink
+    async def _deliver_large(
+        self, session: ImapSession, uidvalidity: int, uid: int, size: int, sink: Sink
     ) -> None:
-        external_id = f"{uidvalidity}:{message.uid}"
-        log = self._log.bind(uid=message.uid)
-        delivery = await make_delivery(
-            message.raw,
-            parse=self._parse,
-            mailbox=self.settings.name,
-            external_id=external_id,
-            our_addresses=self._our_addresses,
-            received_at=message.internal_date,
-            checkpoint=Checkpoint(uidvalidity, message.uid),
-            log=log,
-        )
-        if delivery.message is not None:
-            log = log.bind(message_id=delivery.message.message_id)
-        try:
-            result = await sink(delivery)
-        except Exception as exc:
-            self._sink_failures += 1
-            raise _SinkFailed(exc) from exc
-        self._sink_failures = 0
-        await self._acknowledge(session, message.uid, log)
-        self.position = Checkpoint(uidvalidity, message.uid)
-        self.delivered += 1
-        log.info("imap.delivered", outcome=result.outcome, case=result.case_number)
+        """A message above the spool threshold: fetched in parts into a file and parsed from
+        there (see :mod:`.spool`), never held in memory whole; the files go once it is stored."""
+        log = self._log.bind(uid=uid)
+        with spool_directory(self._spool_parent) as spool:
+            path = spool / "message.eml"
+            try:
+                received = await session.fetch_to_file(uid, path, size=size)
+            except ChannelUnavailable as exc:
+                if session.closed:
+                    raise
+                # Gone meanwhile, or a server whose RFC822.SIZE is wrong: the plain fetch.
+                log.warning("imap.partial_fetch_failed", error=str(exc), size=size)
+                fetched = await session.fetch([uid])
+                await self._deliver(session, await self._parse(uidvalidity, fetched), sink)
+                return
+            delivery = await make_file_delivery(
+                path,
+                mailbox=self.settings.name,
+                external_id=f"{uidvalidity}:{uid}",
+                our_addresses=self._our_addresses,
+                log=log,
+                spool_dir=spool / "parts",
+                received_at=received,
+                checkpoint=Checkpoint(uidvalidity, uid, group_start=uid),
+            )
+            await self._deliver(session, [delivery], sink)
 
-    async def _acknowledge(self, session: ImapSession, uid: int, log: Any) -> None:
-        """\\Seen, then the move; a refusal is logged (the message is committed anyway)."""
-        if not await session.mark_seen(uid):
-            log.warning("imap.flag_refused", flag="\\Seen")
-        if self._processed and not await session.move(uid, self._processed):
-            log.warning("imap.move_refused", folder=self._processed)
+    async def _parse(self, uidvalidity: int, messages: list[FetchedMessage]) -> list[Delivery]:
+        """The deliveries of a fetched batch, each checkpoint naming the batch's first UID."""
+        first = messages[0].uid if messages else 0
+        return [
+            await make_delivery(
+                message.raw,
+                parse=self._parse_message,
+                mailbox=self.settings.name,
+                external_id=f"{uidvalidity}:{message.uid}",
+                our_addresses=self._our_addresses,
+                received_at=message.internal_date,
+                checkpoint=Checkpoint(uidvalidity, message.uid, group_start=first),
+                log=self._log.bind(uid=message.uid),
+            )
+            for message in messages
+        ]
+
+    async def _deliver(self, session: ImapSession, deliveries: list[Delivery], sink: Sink) -> None:
+        """Hand a parsed batch to the sink and acknowledge it: at once if the sink takes batches
+        (one transaction, one ``UID STORE``), else one message at a time."""
+        if isinstance(sink, BatchSink):
+            groups = [deliveries] if deliveries else []
+        else:
+            groups = [[delivery] for delivery in deliveries]
+        for group in groups:
+            try:
+                results = await take_batch(sink, group)
+            except Exception as exc:
+                self._sink_failures += 1
+                raise _SinkFailed(exc) from exc
+            self._sink_failures = 0
+            positions = [d.checkpoint for d in group if d.checkpoint is not None]
+            uids = [position.uid for position in positions]
+            await self._acknowledge(session, uids, self._log)
+            last = positions[-1]
+            self.position = Checkpoint(last.uidvalidity, last.uid, group_start=uids[0])
+            self.delivered += len(group)
+            for delivery, result in zip(group, results, strict=True):
+                self._log.info(
+                    "imap.delivered",
+                    uid=delivery.checkpoint.uid if delivery.checkpoint else None,
+                    message_id=delivery.message.message_id if delivery.message else None,
+                    outcome=result.outcome,
+                    case=result.case_number,
+                )
+
+    async def _acknowledge(self, session: ImapSession, uids: list[int], log: Any) -> None:
+        """\\Seen, then the move; a refusal is logged (the messages are committed anyway)."""
+        if not await session.mark_seen(uids):
+            log.warning("imap.flag_refused", flag="\\Seen", uids=uid_set(uids))
+        if self._processed and not await session.move(uids, self._processed):
+            log.warning("imap.move_refused", folder=self._processed, uids=uid_set(uids))

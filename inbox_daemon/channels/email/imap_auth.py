@@ -58,6 +58,13 @@ def parse_expiry(value: str | None) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
+def days_until(expires: datetime | None, now: datetime) -> float | None:
+    """Days from ``now`` to ``expires`` (negative once past), None when ``expires`` is."""
+    if expires is None:
+        return None
+    return (expires - now).total_seconds() / 86400
+
+
 class OAuth2TokenProvider:
     """Access tokens from a refresh token, cached until shortly before they expire.
 
@@ -129,9 +136,7 @@ class OAuth2TokenProvider:
     @property
     def refresh_token_days_left(self) -> float | None:
         """Days until the refresh token expires (negative once it has), None when unknown."""
-        if self.refresh_token_expires is None:
-            return None
-        return (self.refresh_token_expires - self._now()).total_seconds() / 86400
+        return days_until(self.refresh_token_expires, self._now())
 
     async def access_token(self, *, refresh: bool = False) -> str:
         async with self._lock:

@@ -2,7 +2,8 @@
 
 This module owns the protocol work: connecting without TLS, with STARTTLS or with implicit TLS;
 LOGIN or AUTHENTICATE (PLAIN, XOAUTH2); SELECT and UIDVALIDITY; listing and fetching by UID
-(``BODY.PEEK[]``, so fetching never sets ``\\Seen``); flagging and moving a message; IDLE; and a
+(``BODY.PEEK[]``, so fetching never sets ``\\Seen``; a large message straight into a file, in
+partial fetches, by :meth:`ImapSession.fetch_to_file`); flagging and moving a message; IDLE; and a
 bounded LOGOUT. Every failure leaves as :class:`ChannelAuthError` (permanent until
 reconfigured), :class:`ChannelUnavailable` (transient: reconnect later) or, for a folder that
 cannot be selected, :class:`ChannelError`. A dropped connection is noticed at once, whatever
@@ -22,6 +23,8 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Iterable
+from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aioimaplib
@@ -52,6 +55,8 @@ def _text(response: Any) -> str:
 
 #: UIDs whose sizes are asked for in one command.
 LIST_WINDOW = 500
+#: Bytes of one message asked for in one partial fetch by :meth:`ImapSession.fetch_to_file`.
+FETCH_CHUNK = 4 * 1024 * 1024
 
 
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
@@ -290,19 +295,7 @@ class ImapSession:
         fetched in windows (aioimaplib handles each response line recursively, so one huge
         listing would exhaust the recursion limit).
         """
-        response = await self._call(
-            "UID SEARCH", self._protocol.search(f"UID {uid + 1}:*", charset=None, by_uid=True)
-        )
-        self._require_ok("UID SEARCH (list)", response)
-        uids = sorted(
-            {
-                int(token)
-                for line in response.lines
-                if isinstance(line, bytes)
-                for token in line.split()
-                if token.isdigit() and int(token) > uid
-            }
-        )
+        uids = [found for found in await self._search_uids(f"UID {uid + 1}:*") if found > uid]
         listing: list[tuple[int, int]] = []
         for start in range(0, len(uids), LIST_WINDOW):
             window = uid_set(uids[start : start + LIST_WINDOW])
@@ -331,14 +324,84 @@ class ImapSession:
         messages = [m for m in parse_fetch(response.lines) if m.uid in wanted]
         return sorted(messages, key=lambda m: m.uid)
 
-    async def mark_seen(self, uid: int) -> bool:
+    async def fetch_to_file(
+        self, uid: int, dest: Path, *, size: int, chunk: int = FETCH_CHUNK
+    ) -> datetime | None:
+        """Fetch one message into the file ``dest`` (created or truncated); its INTERNALDATE.
+
+        Partial fetches, ``UID FETCH uid (UID BODY.PEEK[]<offset.chunk>)`` (the first one also
+        asks for INTERNALDATE), each written out before the next is sent: about one ``chunk``
+        is in memory at a time. ``size`` is the RFC822.SIZE from :meth:`list_after`; a message
+        that turns out shorter or longer (or is gone) raises :class:`ChannelUnavailable`, and
+        ``dest`` then holds an unusable part of it.
+        """
+        if chunk <= 0:
+            raise ValueError("chunk must be positive")
+        internal_date: datetime | None = None
+        written = 0
+        out = await asyncio.to_thread(dest.open, "wb")
+        try:
+            while True:
+                # One byte more than is left, so that the end shows without another round trip.
+                want = min(chunk, size - written + 1)
+                items = f"BODY.PEEK[]<{written}.{want}>"
+                if written == 0:
+                    items = f"INTERNALDATE {items}"
+                response = await self._call(
+                    "UID FETCH",
+                    self._protocol.uid("FETCH", str(uid), f"(UID {items})", timeout=self.timeout),
+                    inactivity_timeout=True,
+                )
+                self._require_ok("UID FETCH (partial)", response)
+                found = [m for m in parse_fetch(response.lines) if m.uid == uid]
+                data = found[0].raw if found else b""
+                if written == 0 and found:
+                    internal_date = found[0].internal_date
+                del response, found
+                await asyncio.to_thread(out.write, data)
+                written += len(data)
+                if written > size or len(data) < want:
+                    break
+        finally:
+            out.close()
+        if written != size:
+            gone = " (is the message gone?)" if written == 0 else ""
+            raise ChannelUnavailable(
+                self.channel,
+                f"UID {uid}: fetched {written} bytes where the server announced {size}{gone}",
+            )
+        return internal_date
+
+    async def uids_up_to(self, uid: int) -> list[int]:
+        """The UIDs from 1 to ``uid`` still in the folder, ascending."""
+        return [found for found in await self._search_uids(f"UID 1:{uid}") if found <= uid]
+
+    async def _search_uids(self, criteria: str) -> list[int]:
         response = await self._call(
-            "UID STORE", self._protocol.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Seen)")
+            "UID SEARCH", self._protocol.search(criteria, charset=None, by_uid=True)
+        )
+        self._require_ok("UID SEARCH", response)
+        return sorted(
+            {
+                int(token)
+                for line in response.lines
+                if isinstance(line, bytes)
+                for token in line.split()
+                if token.isdigit()
+            }
+        )
+
+    async def mark_seen(self, uids: int | Iterable[int]) -> bool:
+        """Flag a message, or several at once, ``\\Seen``."""
+        wanted = uid_set([uids] if isinstance(uids, int) else uids)
+        response = await self._call(
+            "UID STORE", self._protocol.uid("STORE", wanted, "+FLAGS.SILENT", r"(\Seen)")
         )
         return bool(response.result == "OK")
 
-    async def move(self, uid: int, folder: str) -> bool:
-        """Move one message: UID MOVE, else COPY + \\Deleted + (UID) EXPUNGE."""
+    async def move(self, uids: int | Iterable[int], folder: str) -> bool:
+        """Move messages: UID MOVE, else COPY + \\Deleted + (UID) EXPUNGE."""
+        uid = uid_set([uids] if isinstance(uids, int) else uids)
         target = encode_folder(folder)
         protocol = self._protocol
         if self.has_capability("MOVE"):

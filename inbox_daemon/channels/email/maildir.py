@@ -5,7 +5,10 @@ sink with the Maildir unique name as its external id and, only after the sink re
 into ``cur/`` with the ``:2,S`` (seen) info. ``new/`` is watched with watchfiles, so a file
 dropped there is picked up within about a second; a rescan every ``poll_interval`` seconds
 catches anything a watcher missed (or replaces it where watching is impossible). A file that
-cannot be read is left where it is, logged, and tried again on the next scan.
+cannot be read is left where it is, logged, and tried again on the next scan. A file larger
+than :data:`~inbox_daemon.channels.email.spool.SPOOL_THRESHOLD` is not read into memory: it is
+parsed from the file (its large attachments decoded into a spool directory, removed once the
+sink returned) and delivered with ``raw_path``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,16 @@ from typing import Any
 
 import watchfiles
 
-from inbox_daemon.channels.base import Sink
-from inbox_daemon.channels.email.delivery import ParseMessage, make_delivery, parse_lazily
+from inbox_daemon.channels.base import Delivery, IngestResult, Sink
+from inbox_daemon.channels.email.delivery import (
+    ParseFile,
+    ParseMessage,
+    make_delivery,
+    make_file_delivery,
+    parse_file_lazily,
+    parse_lazily,
+)
+from inbox_daemon.channels.email.spool import SPOOL_THRESHOLD, should_spool, spool_directory
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
@@ -56,6 +67,9 @@ class MaildirChannel:
         watch: bool = True,
         settle: float = SETTLE_SECONDS,
         failure_pause: float = SINK_FAILURE_PAUSE,
+        parse_file: ParseFile = parse_file_lazily,
+        spool_threshold: int = SPOOL_THRESHOLD,
+        spool_parent: Path | None = None,
     ) -> None:
         if settings.path is None:
             raise ConfigError(f"mailbox {settings.name}: kind maildir needs path")
@@ -63,6 +77,10 @@ class MaildirChannel:
         self.settings = settings
         self.path = Path(settings.path)
         self._parse = parse
+        self._parse_file = parse_file
+        self._spool_threshold = spool_threshold
+        #: Where spool directories are made (None: the system's temp dir).
+        self._spool_parent = spool_parent
         self._our_addresses = (
             settings.our_addresses if our_addresses is None else frozenset(our_addresses)
         )
@@ -174,33 +192,61 @@ class MaildirChannel:
         external_id = unique_name(name)
         log = self._log.bind(external_id=external_id)
         try:
-            raw = await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            return  # taken by someone else meanwhile
+            stat = await asyncio.to_thread(path.stat)
+            large = should_spool(stat.st_size, self._spool_threshold)
+            raw = b"" if large else await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
-            level = log.debug if name in self._unreadable else log.warning
-            level("maildir.unreadable", error=f"{type(exc).__name__}: {exc.strerror or exc}")
-            self._unreadable.add(name)
+            self._cannot_read(name, exc, log)
             return
-        self._unreadable.discard(name)
-        delivery = await make_delivery(
-            raw,
-            parse=self._parse,
-            mailbox=self.settings.name,
-            external_id=external_id,
-            our_addresses=self._our_addresses,
-            log=log,
-        )
+        if not large:
+            delivery = await make_delivery(
+                raw,
+                parse=self._parse,
+                mailbox=self.settings.name,
+                external_id=external_id,
+                our_addresses=self._our_addresses,
+                log=log,
+            )
+            self._unreadable.discard(name)
+            result = await self._hand_over(delivery, sink, log)
+        else:
+            with spool_directory(self._spool_parent) as spool_dir:
+                try:
+                    delivery = await make_file_delivery(
+                        path,
+                        mailbox=self.settings.name,
+                        external_id=external_id,
+                        our_addresses=self._our_addresses,
+                        log=log,
+                        spool_dir=spool_dir,
+                        parse=self._parse_file,
+                    )
+                except OSError as exc:
+                    self._cannot_read(name, exc, log)
+                    return
+                self._unreadable.discard(name)
+                result = await self._hand_over(delivery, sink, log)
         if delivery.message is not None:
             log = log.bind(message_id=delivery.message.message_id)
-        try:
-            result = await sink(delivery)
-        except Exception as exc:
-            log.error("maildir.sink_failed", error=f"{type(exc).__name__}: {exc}")
-            raise
         self._acknowledge(path, log)
         self.delivered += 1
         log.info("maildir.delivered", outcome=result.outcome, case=result.case_number)
+
+    def _cannot_read(self, name: str, exc: OSError, log: Any) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return  # taken by someone else meanwhile
+        level = log.debug if name in self._unreadable else log.warning
+        level("maildir.unreadable", error=f"{type(exc).__name__}: {exc.strerror or exc}")
+        self._unreadable.add(name)
+
+    async def _hand_over(self, delivery: Delivery, sink: Sink, log: Any) -> IngestResult:
+        if delivery.message is not None:
+            log = log.bind(message_id=delivery.message.message_id)
+        try:
+            return await sink(delivery)
+        except Exception as exc:
+            log.error("maildir.sink_failed", error=f"{type(exc).__name__}: {exc}")
+            raise
 
     def _acknowledge(self, path: Path, log: Any) -> None:
         target = self.cur_dir / seen_name(path.name)

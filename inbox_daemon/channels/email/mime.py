@@ -6,6 +6,11 @@ their decoded bytes and sanitised filenames, and the per-recipient blocks of any
 ``message/delivery-status`` part (for bounce handling). Embedded ``message/rfc822`` mails are
 attachments named ``*.eml`` and are not searched for body text. A multipart whose declared
 boundary never appears is re-split on the boundary that the body really uses.
+
+It also owns the rule of which parts may be spooled (:func:`may_spool`: decoded to a file by
+:mod:`.spool` instead of being held in memory) and how a spooled part, whose body was cut out
+and replaced by a :data:`SPOOL_HEADER` naming a :class:`SpooledBody`, becomes an attachment
+with a ``path``.
 """
 
 from __future__ import annotations
@@ -16,15 +21,28 @@ import io
 import mimetypes
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.message import Message
 from email.utils import quote
+from pathlib import Path
 
 from inbox_daemon.channels.email.decode import decode_bytes, decode_header_value
 from inbox_daemon.messages import Attachment
 
-__all__ = ["MimeContent", "extract_content", "header_str", "sanitize_filename"]
+__all__ = [
+    "SPOOL_HEADER",
+    "MimeContent",
+    "SpooledBody",
+    "extract_content",
+    "header_str",
+    "may_spool",
+    "sanitize_filename",
+]
+
+#: The header :mod:`.spool` adds to a part whose body it cut out (lower case, as looked up).
+SPOOL_HEADER = "x-inbox-daemon-spooled"
 
 _MAX_DEPTH = 40
 _MAX_FILENAME = 200
@@ -46,6 +64,14 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _BOUNDARY_LINE = re.compile(r"^--([^\s]{1,200}?)[ \t]*\r?\n[A-Za-z-]{1,60}:", re.M)
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _DSN_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledBody:
+    """The decoded body of a spooled part: a file and its size in bytes."""
+
+    path: Path
+    size: int
 
 
 @dataclass(slots=True)
@@ -185,17 +211,58 @@ def _recover_multipart(part: Message, body: str) -> Message | None:
     return recovered
 
 
-def extract_content(message: Message, *, fallback_charset: str | None = None) -> MimeContent:
-    """Walk ``message`` and sort its parts into body text, HTML and attachments."""
+def _is_body(ctype: str, disposition: str | None, filename: str | None) -> bool:
+    """A text/plain or text/html part that is body text, not an attachment."""
+    is_body_type = ctype in ("text/plain", "text/html")
+    return (
+        is_body_type and disposition != "attachment" and (not filename or disposition == "inline")
+    )
+
+
+def may_spool(part: Message) -> bool:
+    """Whether a part's body may be decoded to a file instead of memory.
+
+    Only a base64 leaf that :func:`extract_content` turns into nothing but an attachment: not a
+    multipart or ``message/*`` part, not body text, not a text/plain part without a
+    disposition (the body when nothing else is) and not ``text/rfc822-headers`` (read for the
+    Message-ID a bounce returns).
+    """
+    ctype = part.get_content_type()
+    if part.get_content_maintype() in ("multipart", "message"):
+        return False
+    if str(part.get("content-transfer-encoding", "")).lower() != "base64":
+        return False
+    disposition = _disposition(part)
+    if ctype == "text/rfc822-headers" or (ctype == "text/plain" and disposition is None):
+        return False
+    return not _is_body(ctype, disposition, _raw_filename(part))
+
+
+def extract_content(
+    message: Message,
+    *,
+    fallback_charset: str | None = None,
+    spooled: Mapping[str, SpooledBody] | None = None,
+) -> MimeContent:
+    """Walk ``message`` and sort its parts into body text, HTML and attachments.
+
+    ``spooled`` maps :data:`SPOOL_HEADER` values to the files holding those parts' bodies.
+    """
     content = MimeContent()
-    _walk(message, content, 0, fallback_charset, recovered=False)
+    _walk(message, content, 0, fallback_charset, recovered=False, spooled=spooled or {})
     if not content.text_parts and not content.html_parts and content.named_text:
         content.text_parts.append(content.named_text[0])
     return content
 
 
 def _walk(
-    part: Message, out: MimeContent, depth: int, fallback: str | None, *, recovered: bool
+    part: Message,
+    out: MimeContent,
+    depth: int,
+    fallback: str | None,
+    *,
+    recovered: bool,
+    spooled: Mapping[str, SpooledBody],
 ) -> None:
     if depth > _MAX_DEPTH:
         return
@@ -208,31 +275,31 @@ def _walk(
     if isinstance(payload, list):
         for sub in payload:
             if isinstance(sub, Message):
-                _walk(sub, out, depth + 1, fallback, recovered=recovered)
+                _walk(sub, out, depth + 1, fallback, recovered=recovered, spooled=spooled)
         epilogue = part.epilogue
         if not recovered and isinstance(epilogue, str) and "--" in epilogue:
             # Parts after the closing boundary (a nested multipart reused the outer boundary).
             fixed = _recover_multipart(part, epilogue)
             if fixed is not None:
-                _walk(fixed, out, depth + 1, fallback, recovered=True)
+                _walk(fixed, out, depth + 1, fallback, recovered=True, spooled=spooled)
         return
     if maintype == "multipart":
         body = payload if isinstance(payload, str) else ""
         fixed = None if recovered else _recover_multipart(part, body)
         if fixed is not None:
-            _walk(fixed, out, depth + 1, fallback, recovered=True)
+            _walk(fixed, out, depth + 1, fallback, recovered=True, spooled=spooled)
         elif body.strip():
             text = decode_bytes(_payload_bytes(part), _charset(part), fallback=fallback)
             out.text_parts.append(text)
         return
     disposition = _disposition(part)
     filename = _raw_filename(part)
-    is_body_type = ctype in ("text/plain", "text/html")
-    if is_body_type and disposition != "attachment" and (not filename or disposition == "inline"):
+    if _is_body(ctype, disposition, filename):
         text = decode_bytes(_payload_bytes(part), _charset(part), fallback=fallback)
         (out.html_parts if ctype == "text/html" else out.text_parts).append(text)
         return
-    data = _payload_bytes(part)
+    spool = spooled.get(header_str(part, SPOOL_HEADER).strip()) if spooled else None
+    data = b"" if spool is not None else _payload_bytes(part)
     if ctype == "text/rfc822-headers":
         returned = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
         out.returned_ids.append(header_str(returned, "message-id"))
@@ -244,8 +311,9 @@ def _walk(
         Attachment(
             filename=sanitize_filename(filename, ctype, index),
             content_type=ctype,
-            size=len(data),
-            content=data,
+            size=len(data) if spool is None else spool.size,
+            content=data if spool is None else None,
+            path=None if spool is None else spool.path,
             content_id=content_id,
             inline=disposition == "inline" or (content_id is not None and disposition is None),
         )

@@ -8,6 +8,8 @@ mail-parser raises. Loop flags come from :mod:`.loops`, quote stripping from :mo
 
 Only two outcomes exist: an :class:`InboundMessage`, or :class:`RejectedMessage` with a reason
 (empty input, no headers, an Outlook ``.msg`` file, or bytes neither parser can read).
+A large mail is parsed from a file by :func:`.spool.parse_file`, which hands this module a
+skeleton of it (see ``content_hash`` and ``spooled``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import email.policy
 import hashlib
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from email.message import Message
 from typing import Any
@@ -45,7 +47,12 @@ from inbox_daemon.channels.email.loops import (
     is_from_us,
     sender_is_ours,
 )
-from inbox_daemon.channels.email.mime import MimeContent, extract_content
+from inbox_daemon.channels.email.mime import (
+    SPOOL_HEADER,
+    MimeContent,
+    SpooledBody,
+    extract_content,
+)
 from inbox_daemon.channels.email.quotes import strip_quoted_reply
 from inbox_daemon.errors import RejectedMessage
 from inbox_daemon.messages import ChannelKind, InboundMessage, MessageFlags
@@ -115,6 +122,8 @@ def parse_message(
     external_id: str,
     our_addresses: Collection[str] = (),
     received_at: datetime | None = None,
+    content_hash: str | None = None,
+    spooled: Mapping[str, SpooledBody] | None = None,
 ) -> InboundMessage:
     """Parse one raw mail into an :class:`InboundMessage`.
 
@@ -122,6 +131,10 @@ def parse_message(
     domain): mail sent from one of them is flagged ``auto_reply`` so it is never answered (a
     loop guard); :func:`is_from_us` tells the reason apart. ``received_at`` defaults to the date
     of the newest ``Received`` header. Raises :class:`RejectedMessage` and nothing else.
+
+    For :func:`.spool.parse_file`: ``raw`` is then a skeleton of the real mail,
+    ``content_hash`` the SHA-256 of the real bytes (by default that of ``raw``) and ``spooled``
+    maps the :data:`.mime.SPOOL_HEADER` values of parts cut out of it to their decoded files.
     """
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise RejectedMessage(f"raw message must be bytes, not {type(raw).__name__}")
@@ -133,7 +146,8 @@ def parse_message(
     parsed, message = _parse_tree(raw)
     if not _has_mail_headers(message):
         raise RejectedMessage("no mail headers found: not an RFC 822 message")
-    args = (raw, channel_mailbox, external_id, our_addresses, received_at)
+    spool = _Spool(content_hash or hashlib.sha256(raw).hexdigest(), spooled or {})
+    args = (raw, channel_mailbox, external_id, our_addresses, received_at, spool)
     try:
         return _build(message, parsed, *args)
     except RejectedMessage:
@@ -149,6 +163,14 @@ def parse_message(
         raise
     except Exception as exc:
         raise RejectedMessage(f"cannot parse message: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Spool:
+    """What :func:`parse_message` knows beyond ``raw``: the real hash and any spooled parts."""
+
+    content_hash: str
+    spooled: Mapping[str, SpooledBody]
 
 
 def _has_mail_headers(message: Message) -> bool:
@@ -198,17 +220,20 @@ def _build(
     external_id: str,
     our_addresses: Collection[str],
     received_at: datetime | None,
+    spool: _Spool,
 ) -> InboundMessage:
     charset = fallback_charset(message)
     headers = decode_headers(message, charset)
+    if spool.spooled:
+        headers.pop(SPOOL_HEADER, None)  # ours, when the whole body was spooled
     subject = _first(headers, "subject")
-    content = extract_content(message, fallback_charset=charset)
+    content = extract_content(message, fallback_charset=charset, spooled=spool.spooled)
     text = "\n".join(part for part in content.text_parts if part.strip())
     html = "\n".join(part for part in content.html_parts if part.strip()) or None
     if not text.strip() and html is not None:
         text = html_to_text(html)
     sender = sender_address(message, parsed, charset)
-    content_hash = hashlib.sha256(raw).hexdigest()
+    content_hash = spool.content_hash
     content_type = message.get_content_type()
     report_type = _param(message, "report-type") if content_type == "multipart/report" else ""
     flags = detect_flags(

@@ -45,6 +45,8 @@ from tests.conftest import drop_postgres_database, make_postgres_database
 
 SEED = 20250106
 MAILS = 200
+#: Messages per transaction: small enough for kills to land in many batches of the backlog.
+BATCH = 10
 REPLY_SHARE = 0.3
 ATTACHMENT_SHARE = 0.12
 #: Kills that must land while the backlog is being taken in (progress made, not finished).
@@ -54,7 +56,7 @@ MIN_KILLS = 5
 MAX_ROUNDS = 30
 #: The kill comes this long (seeded, uniform) after the daemon logged "daemon ready" (and, on
 #: PostgreSQL, took the mailbox's lease).
-KILL_AFTER = (0.05, 0.6)
+KILL_AFTER = (0.02, 0.3)
 READY_TIMEOUT = 30.0
 FINISH_TIMEOUT = 60.0
 PASSWORD_ENV = "INBOX_CRASH_TEST_IMAP_PASSWORD"
@@ -232,6 +234,7 @@ def set_up_home(home: Path, account: MailAccount, env: dict[str, str]) -> None:
         'tls = "none"\n'
         f'username = "{account.user}"\n'
         f'password_env = "{PASSWORD_ENV}"\n'
+        f"batch_messages = {BATCH}\n"
     )
     text, boxes = re.subn(r'(?ms)^\[\[mailbox\]\]\n.*?^path = "var/maildir"\n', imap, text)
     text, acks = re.subn(r"(?m)^acknowledge = true", "acknowledge = false", text)
@@ -395,8 +398,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     assert db.rows("SELECT last_uid FROM mailbox_state") == [(last_uid,)]
 
     # -- and acknowledged on the server
-    # A kill between a message's commit and its UID STORE leaves it unflagged; the channel
-    # resumes after the committed checkpoint, so it has to flag that message when it reconnects.
+    # A kill between a batch's commit and its UID STORE leaves it unflagged; the channel
+    # resumes after the committed checkpoint, so it has to flag that batch when it reconnects.
     assert unseen == [], (
         f"taken in but never flagged \\Seen: UIDs {unseen} "
         f"(kill rounds: delay, taken in before, after: {rounds})"

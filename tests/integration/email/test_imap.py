@@ -8,7 +8,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -313,6 +313,69 @@ async def test_run_once_delivers_the_backlog_and_returns(dovecot: MailAccount) -
     assert all("\\Seen" in dovecot.flags(u) for u in uids)
     assert not channel.connected
     assert await asyncio.wait_for(channel.run_once(sink), 5) == 0  # resumes after the last
+
+
+class BatchSink(Sink):
+    """A sink that takes batches: records each batch's external ids."""
+
+    def __init__(self, hook: Callable[[Delivery], Awaitable[None]] | None = None) -> None:
+        super().__init__(hook)
+        self.batches: list[list[str]] = []
+
+    async def batch(self, deliveries: Sequence[Delivery]) -> list[IngestResult]:
+        self.batches.append([d.external_id for d in deliveries])
+        return [await self(d) for d in deliveries]
+
+
+async def test_a_batch_sink_takes_a_fetched_batch_at_once(dovecot: MailAccount) -> None:
+    uids = [dovecot.append(make_mail(f"n{i}")) for i in range(5)]
+    sink = BatchSink()
+    channel = channel_for(dovecot, settings=settings_for(dovecot, batch_messages=3))
+    assert await asyncio.wait_for(channel.run_once(sink), 5) == 5
+    v = dovecot.uidvalidity()
+    assert sink.batches == [[f"{v}:{u}" for u in uids[:3]], [f"{v}:{u}" for u in uids[3:]]]
+    assert all("\\Seen" in dovecot.flags(u) for u in uids)
+    assert channel.position == Checkpoint(v, uids[-1])
+    assert channel.position is not None
+    assert channel.position.group_start == uids[3]
+    # Each delivery carries the checkpoint of its batch, for the sink to commit with it.
+    assert [d.checkpoint.group_start for d in sink.deliveries if d.checkpoint] == [uids[0]] * 3 + [
+        uids[3]
+    ] * 2
+
+
+async def test_a_batch_whose_acknowledgement_is_lost_is_offered_again_whole(
+    dovecot: MailAccount,
+) -> None:
+    uids = [dovecot.append(make_mail(f"n{i}")) for i in range(3)]
+
+    async def drop_once(delivery: Delivery) -> None:
+        if len(sink.deliveries) == 3:
+            assert await asyncio.to_thread(dovecot.kick)  # the batch's acknowledgement fails
+
+    sink = BatchSink(drop_once)
+    channel = channel_for(dovecot)
+    async with running(channel, sink):
+        await sink.wait_for(6)
+        await eventually(lambda: channel.position is not None and channel.position.uid == uids[2])
+        await asyncio.sleep(0.2)
+    v = dovecot.uidvalidity()
+    assert sink.batches == [[f"{v}:{u}" for u in uids]] * 2
+    assert all("\\Seen" in dovecot.flags(u) for u in uids)
+
+
+async def test_resuming_acknowledges_the_checkpoints_batch_and_nothing_before_it(
+    dovecot: MailAccount,
+) -> None:
+    uids = [dovecot.append(make_mail(f"n{i}")) for i in range(4)]
+    v = dovecot.uidvalidity()
+    # A crash after the commit of uids[1:3], before their acknowledgement.
+    sink = BatchSink()
+    channel = channel_for(dovecot, checkpoint=Checkpoint(v, uids[2], group_start=uids[1]))
+    assert await asyncio.wait_for(channel.run_once(sink), 5) == 1
+    assert sink.ids == [f"{v}:{uids[3]}"]
+    assert "\\Seen" not in dovecot.flags(uids[0])  # someone marked it unread: left so
+    assert all("\\Seen" in dovecot.flags(u) for u in uids[1:])
 
 
 # -- waiting for mail ------------------------------------------------------------------------

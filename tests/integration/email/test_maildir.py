@@ -4,8 +4,11 @@ watching, polling, failing sinks and unreadable files."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
+import random
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -15,12 +18,19 @@ from typing import Any
 import pytest
 import structlog
 from channel_helpers import simple_parse
+from sqlalchemy import select
 
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.channels.email.maildir import MaildirChannel, seen_name, unique_name
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import RejectedMessage
+from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.messages import InboundMessage
+from inbox_daemon.router.loader import load_rules_text
+from inbox_daemon.service import CaseService
+from inbox_daemon.store.db import Database
+from inbox_daemon.store.files import FileStore
+from inbox_daemon.store.tables import AttachmentRow, CaseRow, QuarantineRow
 
 
 def make_mail(subject: str) -> bytes:
@@ -277,3 +287,91 @@ def test_names() -> None:
     assert seen_name("plain") == "plain:2,S"
     assert seen_name("x:2,F") == "x:2,FS"
     assert seen_name("x:2,S") == "x:2,S"
+
+
+# -- large mail: parsed from the file, attachments spooled ------------------------------------
+
+LARGE_RULES = """
+version: 1
+users:
+  - {id: alice, name: Alice, email: alice@example.com}
+teams:
+  - {id: tier1, name: Tier 1, members: [alice], strategy: none}
+queues:
+  - {id: general, name: General, team: tier1}
+default: {queue: general}
+"""
+
+
+def large_mail(data: bytes) -> bytes:
+    encoded = base64.b64encode(data).decode("ascii")
+    lines = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    return (
+        "From: Big Sender <big@customer.example>\r\nTo: support@example.com\r\n"
+        "Subject: The full log archive\r\nMessage-ID: <big-maildir@customer.example>\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="=_b"\r\n\r\n'
+        "--=_b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe logs are attached.\r\n"
+        '--=_b\r\nContent-Type: application/zip; name="logs.zip"\r\n'
+        f"Content-Transfer-Encoding: base64\r\n\r\n{lines}\r\n--=_b--\r\n"
+    ).encode("ascii")
+
+
+@pytest.fixture
+def ingestor(db: Database, tmp_path: Path) -> Ingestor:
+    rules = load_rules_text(LARGE_RULES, "rules.yaml")
+    service = CaseService(db, directory=rules.directory, message_domain="ours.example")
+    return Ingestor(
+        service,
+        files=FileStore(tmp_path / "attachments"),
+        quarantine=FileStore(tmp_path / "quarantine"),
+        rules=lambda: rules,
+        options=IntakeOptions(our_addresses=frozenset({"support@example.com"})),
+    )
+
+
+async def test_a_large_mail_becomes_a_case_with_its_attachment_from_the_spool(
+    maildir: Path, tmp_path: Path, db: Database, ingestor: Ingestor
+) -> None:
+    data = random.Random(3).randbytes(3 * 1024 * 1024)
+    name = "1736157600.M9P9Q9.host"
+    drop(maildir, name, large_mail(data), age=5)
+    spool = tmp_path / "spool-parent"
+    spool.mkdir()
+    seen: list[tuple[Delivery, list[Path]]] = []
+
+    async def sink(delivery: Delivery) -> IngestResult:
+        seen.append((delivery, sorted(spool.rglob("*.bin"))))
+        return await ingestor(delivery)
+
+    channel = MaildirChannel(settings_for(maildir), spool_parent=spool, watch=False)
+    assert await channel.run_once(sink) == 1
+    [(delivery, spooled)] = seen
+    assert delivery.raw == b""
+    assert delivery.raw_path == maildir / "new" / name
+    assert delivery.message is not None
+    [att] = delivery.message.attachments
+    assert att.content is None
+    assert spooled == [att.path]
+    assert list(spool.iterdir()) == []  # removed once the sink returned
+    assert (maildir / "cur" / f"{name}:2,S").exists()
+    async with db.transaction() as session:
+        case = (await session.execute(select(CaseRow))).scalar_one()
+        row = (await session.execute(select(AttachmentRow))).scalar_one()
+    assert case.title == "The full log archive"
+    sha = hashlib.sha256(data).hexdigest()
+    assert (row.sha256, row.size, row.filename) == (sha, len(data), "logs.zip")
+    assert FileStore(tmp_path / "attachments").read(sha) == data
+
+
+async def test_a_large_file_that_is_no_mail_is_quarantined_from_the_file(
+    maildir: Path, tmp_path: Path, db: Database, ingestor: Ingestor
+) -> None:
+    junk = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(4).randbytes(2 * 1024 * 1024)
+    drop(maildir, "1736157601.M1P1Q1.host", junk, age=5)
+    channel = MaildirChannel(settings_for(maildir), watch=False)
+    assert await channel.run_once(ingestor) == 1
+    async with db.transaction() as session:
+        row = (await session.execute(select(QuarantineRow))).scalar_one()
+    assert (row.sha256, row.size) == (hashlib.sha256(junk).hexdigest(), len(junk))
+    assert "Outlook" in row.reason
+    assert FileStore(tmp_path / "quarantine").read(row.sha256) == junk

@@ -1,0 +1,421 @@
+"""spool.parse_file: a mail read from a file, large base64 attachments decoded into spool
+files, must come out as parse_message makes it of the same bytes (mails built in code)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.policy
+import gc
+import hashlib
+import io
+import random
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inbox_daemon.channels.email.parse import parse_message
+from inbox_daemon.channels.email.spool import (
+    SPOOL_THRESHOLD,
+    _Base64File,
+    parse_file,
+    should_spool,
+    spool_directory,
+)
+from inbox_daemon.errors import RejectedMessage
+from inbox_daemon.messages import Attachment, InboundMessage
+
+THRESHOLD = 64 * 1024
+HEAD = (
+    "From: Jane Customer <jane@customer.example>\n"
+    "To: support@example.com\n"
+    "Subject: The logs you asked for\n"
+    "Message-ID: <spool-1@customer.example>\n"
+    "Date: Mon, 03 Mar 2025 09:00:00 +0000\n"
+    "MIME-Version: 1.0\n"
+)
+
+
+def b64(data: bytes, width: int = 76) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return "\n".join(encoded[i : i + width] for i in range(0, len(encoded), width))
+
+
+def part(ctype: str, body: str, *, cte: str = "base64", extra: str = "") -> str:
+    return f"Content-Type: {ctype}\nContent-Transfer-Encoding: {cte}\n{extra}\n{body}\n"
+
+
+def multipart(subtype: str, boundary: str, parts: list[str], *, close: bool = True) -> str:
+    out = f'Content-Type: multipart/{subtype}; boundary="{boundary}"\n\nPreamble.\n'
+    for item in parts:
+        out += f"--{boundary}\n{item}"
+    return out + (f"--{boundary}--\nEpilogue.\n" if close else "")
+
+
+def blob(size: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def to_bytes(text: str, newline: str = "\r\n") -> bytes:
+    return text.replace("\n", newline).encode("utf-8", "surrogateescape")
+
+
+def compare(tmp_path: Path, raw: bytes) -> tuple[InboundMessage, InboundMessage]:
+    """parse_file and parse_message of ``raw``: every field but the attachments' storage equal."""
+    source = tmp_path / "mail.eml"
+    source.write_bytes(raw)
+    spooled = parse_file(
+        source,
+        channel_mailbox="support",
+        external_id="1:1",
+        spool_dir=tmp_path / "spool",
+        threshold=THRESHOLD,
+    )
+    whole = parse_message(raw, channel_mailbox="support", external_id="1:1")
+    assert spooled.content_hash == whole.content_hash == hashlib.sha256(raw).hexdigest()
+    for name in ("subject", "sender", "text", "html", "message_id", "to", "cc", "references"):
+        assert getattr(spooled, name) == getattr(whole, name), name
+    assert spooled.flags == whole.flags
+    assert spooled.headers == whole.headers
+    assert spooled.sent_at == whole.sent_at
+    assert [described(a) for a in spooled.attachments] == [described(a) for a in whole.attachments]
+    return spooled, whole
+
+
+def described(att: Attachment) -> tuple[object, ...]:
+    data = att.path.read_bytes() if att.path is not None else att.content
+    assert data is not None
+    assert len(data) == att.size
+    digest = hashlib.sha256(data).hexdigest()
+    return (att.filename, att.content_type, att.size, digest, att.content_id, att.inline)
+
+
+def spool_files(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "spool"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+def test_a_large_attachment_is_spooled_and_parses_as_parse_message(
+    tmp_path: Path, newline: str
+) -> None:
+    data = blob(5 * 1024 * 1024)
+    text = HEAD + multipart(
+        "mixed",
+        "=_b",
+        [
+            part("text/plain; charset=utf-8", "The logs are attached.", cte="7bit"),
+            part(
+                'application/zip; name="logs.zip"',
+                b64(data),
+                extra="Content-Disposition: attachment\n",
+            ),
+        ],
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text, newline))
+    assert spooled.text == "The logs are attached."
+    [att] = spooled.attachments
+    assert (att.filename, att.content_type, att.size, att.content) == (
+        "logs.zip", "application/zip", len(data), None,
+    )  # fmt: skip
+    assert att.path is not None
+    assert att.path.parent == tmp_path / "spool"
+    assert att.path.read_bytes() == data
+    assert spool_files(tmp_path) == [att.path]
+    assert "x-inbox-daemon-spooled" not in spooled.headers
+
+
+def test_small_parts_stay_in_the_skeleton(tmp_path: Path) -> None:
+    text = HEAD + multipart(
+        "mixed", "b", [part('image/png; name="a.png"', b64(blob(THRESHOLD // 2)))]
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    [att] = spooled.attachments
+    assert att.path is None
+    assert att.content is not None
+    assert spool_files(tmp_path) == []
+
+
+def test_the_body_text_is_never_spooled_but_a_text_attachment_is(tmp_path: Path) -> None:
+    body = ("Line of the message body. " * 3 + "\n") * 5000
+    attached = ("a,b,c\n" * 40000).encode()
+    text = HEAD + multipart(
+        "mixed",
+        "b",
+        [
+            part("text/plain; charset=utf-8", b64(body.encode())),
+            part("text/html; charset=utf-8", b64(f"<p>{body}</p>".encode())),
+            part(
+                "text/plain; charset=utf-8",
+                b64(attached),
+                extra='Content-Disposition: attachment; filename="data.csv"\n',
+            ),
+            part('text/plain; name="notes.txt"', b64(attached)),  # may be the body
+        ],
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    assert spooled.text.startswith("Line of the message body.")
+    assert [(a.filename, a.path is not None) for a in spooled.attachments] == [
+        ("data.csv", True),
+        ("notes.txt", False),
+    ]
+    assert len(spool_files(tmp_path)) == 1
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "QUJD",  # clean
+        "QUJDRA",  # padding missing
+        "QUJDRA=",  # padding short
+        "QUJ*D!R\x7fA==",  # junk characters
+        "QQ==QUJD",  # data after the final padding is ignored
+        "QQ=QUJD",  # a "=" that completes nothing is skipped
+        "=QUJDRA==",  # so is a leading one
+        "QUJDR",  # one character too many: the email package keeps the text
+        "QUJDR!!\n=\n",
+    ],
+)
+def test_a_broken_base64_tail_decodes_as_the_email_package_decodes_it(
+    tmp_path: Path, tail: str
+) -> None:
+    body = b64(blob(200_000, seed=3)) + "\n" + tail
+    text = HEAD + multipart("mixed", "b", [part('application/pdf; name="x.pdf"', body)])
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    assert spooled.attachments[0].path is not None
+
+
+def test_a_nested_mixed_inside_alternative(tmp_path: Path) -> None:
+    inner = multipart(
+        "mixed",
+        "inner",
+        [
+            part("text/html; charset=utf-8", "<p>Hello</p>", cte="7bit"),
+            part('application/pdf; name="report.pdf"', b64(blob(300_000, 4))),
+        ],
+    )
+    text = HEAD + multipart(
+        "alternative",
+        "outer",
+        [part("text/plain; charset=utf-8", "Hello", cte="7bit"), inner],
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    assert [a.filename for a in spooled.attachments] == ["report.pdf"]
+    assert spooled.attachments[0].path is not None
+
+
+@pytest.mark.parametrize("where", ["after the part", "inside the part"])
+def test_a_multipart_cut_short(tmp_path: Path, where: str) -> None:
+    data = b64(blob(400_000, 5))
+    if where == "inside the part":
+        data = data[: len(data) // 2]
+    text = HEAD + multipart(
+        "mixed",
+        "b",
+        [
+            part("text/plain", "See attached.", cte="7bit"),
+            part('application/octet-stream; name="dump.bin"', data),
+        ],
+        close=False,
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    assert spooled.attachments[0].path is not None
+
+
+def test_an_outer_boundary_ends_an_unclosed_inner_multipart(tmp_path: Path) -> None:
+    inner = multipart(
+        "mixed",
+        "inner",
+        [part('application/pdf; name="a.pdf"', b64(blob(200_000, 6)))],
+        close=False,
+    )
+    text = HEAD + multipart(
+        "mixed", "outer", [inner, part('image/jpeg; name="b.jpg"', b64(blob(150_000, 7)))]
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    assert [(a.filename, a.path is not None) for a in spooled.attachments] == [
+        ("a.pdf", True),
+        ("b.jpg", True),
+    ]
+
+
+def test_a_mail_without_multipart_whose_body_is_a_large_attachment(tmp_path: Path) -> None:
+    text = HEAD + part(
+        'application/pdf; name="scan.pdf"',
+        b64(blob(600_000, 8)),
+        extra="Content-Disposition: attachment\nX-Mailer: scanner 2.0\n",
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    [att] = spooled.attachments
+    assert (att.filename, att.path is not None) == ("scan.pdf", True)
+    assert spooled.headers["x-mailer"] == ("scanner 2.0",)
+    assert "x-inbox-daemon-spooled" not in spooled.headers
+
+
+def test_inline_images_keep_their_content_id(tmp_path: Path) -> None:
+    related = multipart(
+        "related",
+        "rel",
+        [
+            part(
+                "text/html; charset=utf-8",
+                '<img src="cid:logo@x"><img src="cid:photo@x">',
+                cte="7bit",
+            ),
+            part("image/png", b64(blob(100_000, 9)), extra="Content-ID: <logo@x>\n"),
+            part(
+                'image/jpeg; name="photo.jpg"',
+                b64(blob(200_000, 10)),
+                extra="Content-ID: <photo@x>\nContent-Disposition: inline\n",
+            ),
+        ],
+    )
+    spooled, _ = compare(tmp_path, to_bytes(HEAD + related))
+    assert [
+        (a.filename, a.content_id, a.inline, a.path is not None) for a in spooled.attachments
+    ] == [
+        ("attachment-1.png", "logo@x", True, True),
+        ("photo.jpg", "photo@x", True, True),
+    ]
+
+
+def test_an_embedded_message_is_left_alone(tmp_path: Path) -> None:
+    forwarded = HEAD.replace("spool-1", "inner-1") + multipart(
+        "mixed", "fwd", [part('application/pdf; name="inner.pdf"', b64(blob(300_000, 11)))]
+    )
+    text = HEAD + multipart(
+        "mixed",
+        "b",
+        [
+            part("text/plain", "Forwarded.", cte="7bit"),
+            f"Content-Type: message/rfc822\n\n{forwarded}",
+        ],
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    assert [a.filename for a in spooled.attachments] == ["The logs you asked for.eml"]
+    assert spool_files(tmp_path) == []
+
+
+def test_lone_carriage_returns_end_lines_as_in_the_email_package(tmp_path: Path) -> None:
+    text = HEAD + multipart(
+        "mixed",
+        "b",
+        [
+            part("text/plain", "Hello", cte="7bit"),
+            part('application/pdf; name="a.pdf"', b64(blob(200_000, 12))),
+            part('application/pdf; name="b.pdf"', b64(blob(100_000, 13))),
+        ],
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text, "\r"))
+    assert [a.filename for a in spooled.attachments] == ["a.pdf", "b.pdf"]
+
+
+def test_a_boundary_reused_by_a_nested_multipart(tmp_path: Path) -> None:
+    """The parts after the nested multipart's closing boundary are recovered by mime.py."""
+    text = HEAD + (
+        'Content-Type: multipart/mixed; boundary="same"\n\n'
+        "--same\n"
+        'Content-Type: multipart/alternative; boundary="same"\n\n'
+        "--same\n" + part("text/plain", "Hello", cte="7bit") + "--same--\n"
+        "--same\n" + part('application/pdf; name="a.pdf"', b64(blob(200_000, 14))) + "--same--\n"
+    )
+    compare(tmp_path, to_bytes(text))
+
+
+def test_very_long_lines_come_in_pieces(tmp_path: Path) -> None:
+    data = blob(500_000, 15)
+    text = HEAD + multipart(
+        "mixed", "b", [part('application/pdf; name="a.pdf"', b64(data, width=10**9))]
+    )
+    spooled, _ = compare(tmp_path, to_bytes(text))
+    assert spooled.attachments[0].path is not None
+
+
+def test_unparseable_files_are_rejected_like_parse_message_rejects_them(tmp_path: Path) -> None:
+    for raw in (b"", b"\r\n \r\n", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(THRESHOLD * 2)):
+        source = tmp_path / "mail.eml"
+        source.write_bytes(raw)
+        with pytest.raises(RejectedMessage):
+            parse_file(source, channel_mailbox="s", external_id="1", spool_dir=tmp_path / "s")
+
+
+def test_a_missing_file_is_an_os_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        parse_file(tmp_path / "gone", channel_mailbox="s", external_id="1", spool_dir=tmp_path)
+
+
+def test_should_spool_and_spool_directory() -> None:
+    assert not should_spool(SPOOL_THRESHOLD)
+    assert should_spool(SPOOL_THRESHOLD + 1)
+    with spool_directory() as folder:
+        (folder / "x").write_bytes(b"x")
+    assert not folder.exists()
+
+
+def test_parse_file_of_a_30_mb_attachment_stays_small(tmp_path: Path) -> None:
+    source = tmp_path / "big.eml"
+    data_sha = hashlib.sha256()
+    rng = random.Random(16)
+    with source.open("wb") as out:
+        out.write(to_bytes(HEAD + 'Content-Type: multipart/mixed; boundary="b"\n\n--b\n'))
+        out.write(to_bytes(part("text/plain", "Big one.", cte="7bit") + "--b\n"))
+        out.write(to_bytes('Content-Type: application/zip; name="big.zip"\n'))
+        out.write(to_bytes("Content-Transfer-Encoding: base64\n\n"))
+        for _ in range(40):  # 40 x 768 KiB: no padding before the end
+            chunk = rng.randbytes(768 * 1024)
+            data_sha.update(chunk)
+            out.write(to_bytes(b64(chunk) + "\n"))
+        out.write(b"--b--\r\n")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        message = parse_file(
+            source, channel_mailbox="s", external_id="1", spool_dir=tmp_path / "spool"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    [att] = message.attachments
+    assert att.path is not None
+    assert att.size == 30 * 1024 * 1024
+    assert hashlib.sha256(att.path.read_bytes()).hexdigest() == data_sha.hexdigest()
+    assert message.content_hash == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert peak < 15 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+def email_package_decoding(encoded: bytes) -> bytes:
+    msg = email.message_from_bytes(
+        b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded,
+        policy=email.policy.compat32,
+    )
+    data = msg.get_payload(decode=True)
+    assert isinstance(data, bytes)
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet="ABCDab01+/=\n!* ", max_size=60),
+    cut=st.lists(st.integers(min_value=0, max_value=60), max_size=4),
+)
+def test_the_chunked_decoder_matches_the_email_package(text: str, cut: list[int]) -> None:
+    encoded = text.encode("ascii")
+    out = io.BytesIO()
+    decoder = _Base64File(out)
+    start = 0
+    for at in sorted(cut):
+        decoder.feed(encoded[start:at])
+        start = max(start, at)
+    decoder.feed(encoded[start:], final=True)
+    expected = email_package_decoding(encoded)
+    if decoder.undecodable:
+        assert expected == encoded.replace(b"\n", b"").replace(b"\r", b"")
+        with pytest.raises(binascii.Error):
+            base64.b64decode(encoded.translate(None, b"\n") + b"==")
+    else:
+        assert out.getvalue() == expected
+        assert decoder.size == len(expected)
