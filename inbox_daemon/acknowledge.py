@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases.enums import ActivityKind, ActivityState, DeliveryState, Direction
@@ -184,19 +184,22 @@ def should_acknowledge(
 async def recent_automatic_count(session: AsyncSession, address: str, since: datetime) -> int:
     """Automatic outgoing messages to ``address`` queued since ``since`` (any delivery state)."""
     wanted = address.strip().lower()
-    stmt = select(ActivityRow.recipients).where(
-        ActivityRow.direction == Direction.OUTGOING.value,
-        ActivityRow.automatic.is_(True),
-        ActivityRow.created_at >= since,
+    return (await recent_automatic_counts(session, [wanted], since)).get(wanted, 0)
+
+
+async def recent_automatic_counts(
+    session: AsyncSession, addresses: Collection[str], since: datetime
+) -> dict[str, int]:
+    """:func:`recent_automatic_count` of several (lower-cased) addresses in one query."""
+    wanted = sorted({a.strip().lower() for a in addresses if a.strip()})
+    if not wanted:
+        return {}
+    stmt = (
+        select(ActivityRow.automatic_to, func.count())
+        .where(ActivityRow.automatic_to.in_(wanted), ActivityRow.created_at >= since)
+        .group_by(ActivityRow.automatic_to)
     )
-    if wanted.isascii():
-        # The stored JSON text holds the quoted address: the database narrows the rows down
-        # (instead of every automatic message of the hour), Python below makes it exact.
-        escaped = wanted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        recipients_text = func.lower(cast(ActivityRow.recipients, Text))
-        stmt = stmt.where(recipients_text.like(f'%"{escaped}"%', escape="\\"))
-    rows = (await session.execute(stmt)).scalars()
-    return sum(1 for recipients in rows if wanted in {r.lower() for r in recipients or ()})
+    return {address: count for address, count in (await session.execute(stmt)).all() if address}
 
 
 def expected_response(due: datetime | None) -> str:
@@ -226,11 +229,14 @@ async def queue_acknowledgement(
     message_domain: str,
     limit: int = DEFAULT_LIMIT,
     skip: bool = False,
+    recent_count: int | None = None,
 ) -> ActivityRow | None:
     """Queue the acknowledgement of a case just created from ``incoming_activity_row``.
 
     Writes the automatic outgoing activity (pending, its Message-ID fixed now, answering the
     customer's Message-ID) in the caller's transaction, or returns None, logging why not.
+    ``recent_count``: the sender's automatic answers of the last hour, if the caller knows
+    them (else they are counted here).
     """
     incoming = incoming_activity_row
     ours = {our_address} if isinstance(our_address, str) else set(our_address)
@@ -238,7 +244,11 @@ async def queue_acknowledgement(
     if incoming.channel != ChannelKind.EMAIL.value:
         ok, reason = False, "acknowledgements are sent for email only"
     else:
-        count = await recent_automatic_count(session, sender, now - RATE_WINDOW) if sender else 0
+        count = recent_count
+        if count is None:
+            count = (
+                await recent_automatic_count(session, sender, now - RATE_WINDOW) if sender else 0
+            )
         ok, reason = should_acknowledge(
             flags=_flags(incoming), sender=sender, our_addresses=ours,
             recent_automatic_count=count, limit=limit, skip=skip,
@@ -266,6 +276,7 @@ async def queue_acknowledgement(
         subject=incoming.subject or case_row.title,
         body_text=body,
         recipients=[sender],
+        automatic_to=sender,
         message_id=f"<{secrets.token_hex(12)}.{case_row.number.lower()}@{message_domain}>",
         in_reply_to=parent,
         references=references,

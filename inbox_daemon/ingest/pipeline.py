@@ -30,6 +30,7 @@ from inbox_daemon.cases.enums import (
 from inbox_daemon.cases.model import Actor, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.errors import CaseRuleError, NotFoundError
+from inbox_daemon.ingest.lookups import BatchLookups, lookups_of
 from inbox_daemon.ingest.routing import CaseRouting, new_text
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import ChannelKind, InboundMessage
@@ -186,6 +187,14 @@ class Ingestor:
             taken = await intake.sources_taken(
                 session, [(d.channel, d.mailbox, d.external_id) for d in deliveries]
             )
+            fresh = [
+                d.message
+                for d in deliveries
+                if d.message is not None and (d.channel, d.mailbox, d.external_id) not in taken
+            ]
+            if fresh:
+                lookups = await BatchLookups.load(session, fresh, self.service.clock())
+                lookups.attach(session)
             results: list[IngestResult] = []
             for delivery in deliveries:
                 msg = delivery.message
@@ -210,15 +219,23 @@ class Ingestor:
         self, session: AsyncSession, delivery: Delivery, msg: InboundMessage
     ) -> IngestResult:
         now = self.service.clock()
-        if msg.message_id and msg.content_hash:
-            prior = await intake.receipt_for_content(session, msg.message_id, msg.content_hash)
-            if prior is not None:
-                self._receipt(session, delivery, None, "duplicate", prior.activity_id, now)
-                return IngestResult("duplicate", detail=f"same message as {prior.external_id}")
+        lookups = lookups_of(session)
+        prior: tuple[str, int | None] | None = None
+        if lookups is not None:
+            prior = lookups.prior(msg)
+        elif msg.message_id and msg.content_hash:
+            row = await intake.receipt_for_content(session, msg.message_id, msg.content_hash)
+            prior = (row.external_id, row.activity_id) if row is not None else None
+        if prior is not None:
+            external_id, activity_id = prior
+            self._receipt(session, delivery, None, "duplicate", activity_id, now)
+            return IngestResult("duplicate", detail=f"same message as {external_id}")
         result = await self._place(session, msg, now)
         # Its unique keys make a concurrent twin (another instance, the same message) fail at
         # the latest when this transaction commits; the twin is then found as a duplicate.
         self._receipt(session, delivery, msg, result.outcome, result.activity_id, now)
+        if lookups is not None:
+            lookups.taken(msg, delivery.external_id, result.activity_id)
         return result
 
     def _receipt(
@@ -326,6 +343,9 @@ class Ingestor:
         activity = await self._activity(session, case_row, msg, actor, now)
         if outcome.case.status is Status.REOPENED and outcome.changed:
             await self.routing.reroute(session, case_row, msg, now)
+            lookups = lookups_of(session)
+            if lookups is not None:
+                lookups.case_open(case_row)
             return IngestResult("reopened", case_row.number, activity.id)
         return IngestResult("appended", case_row.number, activity.id)
 
@@ -362,12 +382,13 @@ class Ingestor:
         now: datetime,
         parent: CaseRow | None = None,
     ) -> tuple[CaseRow, RoutingDecision]:
-        facts = ThreadFacts(
-            is_reply=bool(msg.thread_ids),
-            customer_has_open_cases=await intake.has_open_cases(
-                session, email=msg.sender.email, slack=msg.sender.slack_user
-            ),
-        )
+        lookups = lookups_of(session)
+        email, slack = msg.sender.email, msg.sender.slack_user
+        if lookups is not None:
+            has_open = lookups.has_open_cases(email=email, slack=slack)
+        else:
+            has_open = await intake.has_open_cases(session, email=email, slack=slack)
+        facts = ThreadFacts(is_reply=bool(msg.thread_ids), customer_has_open_cases=has_open)
         rules = self.rules()
         decision = evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
         draft = self.routing.draft(msg, decision, rules, now)
@@ -391,6 +412,8 @@ class Ingestor:
                 },
             )
         await self.routing.after_routing(session, row, decision)
+        if lookups is not None:
+            lookups.case_open(row)
         return row, decision
 
     async def _acknowledge(
@@ -405,6 +428,8 @@ class Ingestor:
         templates = self.options.acknowledgements
         if templates is None or activity.channel != ChannelKind.EMAIL.value:
             return False
+        lookups = lookups_of(session)
+        sender = activity.sender or ""
         queued = await queue_acknowledgement(
             session,
             case_row,
@@ -415,7 +440,10 @@ class Ingestor:
             message_domain=self.service.message_domain,
             limit=self.options.auto_answers_per_hour,
             skip=decision.skip_acknowledgement,
+            recent_count=lookups.automatic_count(sender) if lookups is not None else None,
         )
+        if queued is not None and lookups is not None:
+            lookups.answered(sender)
         return queued is not None
 
     async def _activity(

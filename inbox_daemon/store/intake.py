@@ -53,6 +53,23 @@ async def receipt_for_content(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def receipts_for_content(
+    session: AsyncSession, message_ids: Sequence[str]
+) -> list[tuple[str, str, str, int | None]]:
+    """``(message_id, content_hash, external_id, activity_id)`` of receipts for these ids."""
+    if not message_ids:
+        return []
+    stmt = select(
+        ReceiptRow.message_id, ReceiptRow.content_hash, ReceiptRow.external_id,
+        ReceiptRow.activity_id,
+    ).where(ReceiptRow.message_id.in_(sorted(set(message_ids))))  # fmt: skip
+    return [
+        (mid, digest, external_id, activity_id)
+        for mid, digest, external_id, activity_id in (await session.execute(stmt)).all()
+        if mid and digest
+    ]
+
+
 async def checkpoint(session: AsyncSession, mailbox: str) -> Checkpoint | None:
     row = await session.get(MailboxStateRow, mailbox)
     if row is None:
@@ -148,6 +165,25 @@ async def has_open_cases(session: AsyncSession, *, email: str | None, slack: str
         .where(contact, CaseRow.status.not_in([s.value for s in READ_ONLY]))
     )
     return bool((await session.execute(stmt)).scalar_one())
+
+
+async def open_contacts(
+    session: AsyncSession, *, emails: Sequence[str], slacks: Sequence[str]
+) -> set[tuple[str, str]]:
+    """Which of these contacts (``("email", a)``, ``("slack", u)``) have an open case."""
+    found: set[tuple[str, str]] = set()
+    open_case = CaseRow.status.not_in([s.value for s in READ_ONLY])
+    if emails:
+        stmt = select(CaseRow.contact_email).where(
+            CaseRow.contact_email.in_(sorted(set(emails))), open_case
+        )
+        found.update(("email", e) for e in (await session.execute(stmt)).scalars() if e)
+    if slacks:
+        stmt = select(CaseRow.contact_slack).where(
+            CaseRow.contact_slack.in_(sorted(set(slacks))), open_case
+        )
+        found.update(("slack", u) for u in (await session.execute(stmt)).scalars() if u)
+    return found
 
 
 async def last_assigned(session: AsyncSession, team: str) -> str | None:

@@ -130,6 +130,9 @@ class ActivityRow(Base):
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     slack_thread_ts: Mapped[str | None] = mapped_column(String(32))
     automatic: Mapped[bool] = mapped_column(nullable=False, default=False)
+    #: An automatic outgoing message's recipient, lower-cased: what the hourly limit of
+    #: automatic answers per address counts (indexed; ``recipients`` is JSON).
+    automatic_to: Mapped[str | None] = mapped_column(String(400))
     flags: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     actor: Mapped[str] = mapped_column(String(200), nullable=False)
     delivery_state: Mapped[str | None] = mapped_column(String(16))
@@ -144,6 +147,7 @@ class ActivityRow(Base):
         Index("ix_activities_outbox", "delivery_state", "next_attempt_at"),
         Index("ix_activities_slack", "slack_channel", "slack_ts"),
         Index("ix_activities_automatic", "automatic", "created_at"),
+        Index("ix_activities_automatic_to", "automatic_to", "created_at"),
     )
 
 

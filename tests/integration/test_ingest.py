@@ -606,3 +606,45 @@ async def test_a_failing_message_costs_its_batch_mates_a_retry_not_their_place(
         case_ids = sorted((await s.execute(select(CaseRow.id))).scalars())
     assert sorted(set(created)) == case_ids
     assert created.count(case_ids[0]) == created.count(case_ids[1]) > 0
+
+
+async def test_a_batch_counts_its_own_answers_and_cases(
+    svc: CaseService, tmp_path: Path, db: Database
+) -> None:
+    """What one message of a batch changes (an answer sent, a case opened) the next one sees,
+    exactly as if each had its own transaction."""
+    rules = load_rules_text(
+        RULES.replace(
+            "rules:\n",
+            "rules:\n  - name: regulars\n    when: {customer_has_open_cases: true}\n"
+            "    then: {tags: [regular]}\n",
+        ),
+        "rules.yaml",
+    )
+    ingest = Ingestor(
+        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
+        rules=lambda: rules,
+        options=IntakeOptions(
+            our_addresses=frozenset({"support@ours.example"}),
+            acknowledgements=load_templates(), auto_answers_per_hour=3,
+        ),
+    )  # fmt: skip
+    await ingest(delivery(mail(1, "Earlier", sender="bot@loop.example")))  # one answer already
+    bots = [delivery(mail(10 + i, f"Ticket {i}", sender="bot@loop.example")) for i in range(4)]
+    new = [delivery(mail(20 + i, f"New {i}", sender="new@example.com")) for i in range(2)]
+    results = await ingest.batch(bots + new)
+    assert [r.outcome for r in results] == ["created"] * 6
+    assert [r.queued_outgoing for r in results] == [True, True, False, False, True, True]
+    tags = {}
+    for result in results:
+        assert result.case_number is not None
+        tags[result.case_number] = await repo_tags(db, result.case_number)
+    # the newcomer's second mail sees the case their first one opened
+    assert list(tags.values()) == [["regular"]] * 4 + [[], ["regular"]]
+
+
+async def repo_tags(db: Database, number: str) -> list[str]:
+    async with db.transaction() as s:
+        return list(
+            (await s.execute(select(CaseRow.tags).where(CaseRow.number == number))).scalar_one()
+        )

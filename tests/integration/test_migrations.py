@@ -31,3 +31,46 @@ async def test_migrations_match_the_tables(db_url: str) -> None:
         assert again.current == after.current
     finally:
         await db.dispose()
+
+
+async def test_automatic_answers_sent_before_0007_still_count_towards_the_limit(
+    db_url: str,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from inbox_daemon.acknowledge import recent_automatic_count
+    from inbox_daemon.cases.model import Actor
+    from inbox_daemon.service import CaseService
+    from inbox_daemon.store.tables import ActivityRow
+
+    db = Database(db_url)
+    now = datetime.now(UTC)
+    try:
+        await upgrade(db, "0006")
+        await CaseService(db).create(
+            title="t", contact="ann@example.com", actor=Actor.system("test")
+        )
+        columns = ActivityRow.__table__.c
+        async with db.engine.begin() as conn:  # as 0006 knew them: no automatic_to
+            for direction, automatic, to in [
+                ("outgoing", True, "Ann@Example.com"), ("outgoing", False, "ann@example.com"),
+                ("incoming", True, "ann@example.com"), ("outgoing", True, "bob@example.com"),
+            ]:  # fmt: skip
+                await conn.execute(
+                    insert(ActivityRow.__table__).values(
+                        {columns.case_id: 1, columns.kind: "email", columns.direction: direction,
+                         columns.state: "completed", columns.recipients: [to],
+                         columns.automatic: automatic, columns.actor: "system",
+                         columns.created_at: now, columns.updated_at: now}
+                    )
+                )  # fmt: skip
+        await upgrade(db)
+        async with db.transaction() as session:
+            since = now - timedelta(hours=1)
+            assert await recent_automatic_count(session, "ann@example.com", since) == 1
+            assert await recent_automatic_count(session, "BOB@example.com", since) == 1
+            assert await recent_automatic_count(session, "carol@example.com", since) == 0
+    finally:
+        await db.dispose()
