@@ -89,6 +89,9 @@ class InboundMessage:
     subject: str = ""
     text: str = ""
     html: str | None = None
+    #: ``text`` without the quoted history below a reply, when the channel separated it (the
+    #: email parser does); None: not separated.
+    new_text: str | None = None
     #: RFC 5322 Message-ID (with angle brackets) or ``slack:<channel>:<ts>``.
     message_id: str | None = None
     in_reply_to: tuple[str, ...] = ()

@@ -179,6 +179,8 @@ class CaseRouting:
 
 def new_text(msg: InboundMessage) -> str:
     """The text the customer just wrote: email replies lose their quoted history."""
+    if msg.new_text is not None:
+        return msg.new_text
     if msg.channel is ChannelKind.EMAIL:
         return strip_quoted_reply(msg.text)
     return msg.text

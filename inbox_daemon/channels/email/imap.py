@@ -16,6 +16,7 @@ import asyncio
 import random
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -440,14 +441,9 @@ class ImapChannel:
             last = positions[-1]
             self.position = Checkpoint(last.uidvalidity, last.uid, group_start=uids[0])
             self.delivered += len(group)
-            for delivery, result in zip(group, results, strict=True):
-                self._log.info(
-                    "imap.delivered",
-                    uid=delivery.checkpoint.uid if delivery.checkpoint else None,
-                    message_id=delivery.message.message_id if delivery.message else None,
-                    outcome=result.outcome,
-                    case=result.case_number,
-                )
+            # One line per group: the pipeline logs each message (with its case) already.
+            outcomes = Counter(result.outcome for result in results)
+            self._log.info("imap.delivered", uids=uid_set(uids), **outcomes)
 
     async def _acknowledge(self, session: ImapSession, uids: list[int], log: Any) -> None:
         """\\Seen, then the move; a refusal is logged (the messages are committed anyway)."""

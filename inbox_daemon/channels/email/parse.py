@@ -232,6 +232,7 @@ def _build(
     html = "\n".join(part for part in content.html_parts if part.strip()) or None
     if not text.strip() and html is not None:
         text = html_to_text(html)
+    text = _NEWLINES.sub("\n", text)
     sender = sender_address(message, parsed, charset)
     content_hash = spool.content_hash
     content_type = message.get_content_type()
@@ -259,7 +260,8 @@ def _build(
         external_id=external_id,
         sender=sender,
         subject=subject,
-        text=_NEWLINES.sub("\n", text),
+        text=text,
+        new_text=strip_quoted_reply(text),
         html=_NEWLINES.sub("\n", html) if html is not None else None,
         message_id=message_id(message) or f"<{content_hash[:32]}@{SYNTHETIC_ID_DOMAIN}>",
         in_reply_to=id_list(raw_values(message, "in-reply-to")),

@@ -260,3 +260,16 @@ def test_date_helper_matches_email_utils_output() -> None:
     assert sent == when
     assert sent is not None
     assert sent.utcoffset() == timedelta(hours=-5)
+
+
+def test_a_reply_keeps_its_whole_body_and_the_new_text_above_the_quote() -> None:
+    body = (
+        "Still broken after the update.\r\n\r\n"
+        "On Mon, 6 Jan 2025 at 10:00, Support <support@shop.example> wrote:\r\n"
+        "> Please update the firmware.\r\n> Thanks\r\n"
+    )
+    msg = parse(mail("Re: Order 1234 is late", body).as_bytes())
+    assert msg.new_text == "Still broken after the update."
+    assert msg.text.startswith("Still broken after the update.\n\nOn Mon, 6 Jan 2025")
+    assert "> Please update the firmware." in msg.text
+    assert "\r" not in msg.text
