@@ -131,7 +131,7 @@ class MailboxSettings(_Section):
     sent_folder: str = ""
     poll_interval: float = Field(default=60, gt=0)
     idle: bool = True
-    #: IMAP only: messages fetched, committed and acknowledged together, at most.
+    #: Messages taken in (committed and acknowledged) together, at most.
     batch_messages: int = Field(default=50, ge=1, le=500)
     path: Path | None = None
     #: Extra addresses of ours (aliases) whose mail is never a customer's.

@@ -1,8 +1,9 @@
 """The Maildir intake channel: a local drop folder (the embedded default) → deliveries.
 
 This module owns :class:`MaildirChannel`. Every file in ``new/`` (oldest first) is handed to the
-sink with the Maildir unique name as its external id and, only after the sink returned, renamed
-into ``cur/`` with the ``:2,S`` (seen) info. ``new/`` is watched with watchfiles, so a file
+sink with the Maildir unique name as its external id (up to ``batch_messages`` at once when the
+sink takes batches: one transaction) and, only after the sink returned, renamed into ``cur/``
+with the ``:2,S`` (seen) info. ``new/`` is watched with watchfiles, so a file
 dropped there is picked up within about a second; a rescan every ``poll_interval`` seconds
 catches anything a watcher missed (or replaces it where watching is impossible). A file that
 cannot be read is left where it is, logged, and tried again on the next scan. A file larger
@@ -23,7 +24,7 @@ from typing import Any
 
 import watchfiles
 
-from inbox_daemon.channels.base import Delivery, IngestResult, Sink
+from inbox_daemon.channels.base import BatchSink, Delivery, IngestResult, Sink, take_batch
 from inbox_daemon.channels.email.delivery import (
     ParseFile,
     ParseMessage,
@@ -159,17 +160,70 @@ class MaildirChannel:
         Returns how long to wait for a file that is still being written, or None.
         """
         wait_for: float | None = None
-        for path, mtime in self._pending():
+        # A sink that takes batches gets up to ``batch_messages`` small files at once (one
+        # transaction); any other sink, and every large file, one at a time.
+        limit = self.settings.batch_messages if isinstance(sink, BatchSink) else 1
+        group: list[Path] = []
+        for path, mtime, size in self._pending():
             age = time.time() - mtime
             if 0 <= age < self._settle:
                 remaining = self._settle - age
                 wait_for = remaining if wait_for is None else min(wait_for, remaining)
                 continue
-            await self._deliver(path, sink)
+            if should_spool(size, self._spool_threshold):
+                if group:
+                    await self._deliver_group(group, sink)
+                    group = []
+                await self._deliver(path, sink)
+                continue
+            group.append(path)
+            if len(group) >= limit:
+                await self._deliver_group(group, sink)
+                group = []
+        if group:
+            await self._deliver_group(group, sink)
         return wait_for
 
-    def _pending(self) -> list[tuple[Path, float]]:
-        entries: list[tuple[int, str, Path, float]] = []
+    async def _deliver_group(self, paths: list[Path], sink: Sink) -> None:
+        """Read and parse small files, hand them over together, then move each to ``cur/``."""
+        read: list[tuple[Path, Delivery]] = []
+        for path in paths:
+            name = path.name
+            external_id = unique_name(name)
+            log = self._log.bind(external_id=external_id)
+            try:
+                raw = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                self._cannot_read(name, exc, log)
+                continue
+            delivery = await make_delivery(
+                raw,
+                parse=self._parse,
+                mailbox=self.settings.name,
+                external_id=external_id,
+                our_addresses=self._our_addresses,
+                log=log,
+            )
+            self._unreadable.discard(name)
+            read.append((path, delivery))
+        if not read:
+            return
+        try:
+            results = await take_batch(sink, [delivery for _, delivery in read])
+        except Exception as exc:
+            self._log.error("maildir.sink_failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        for (path, delivery), result in zip(read, results, strict=True):
+            log = self._log.bind(external_id=delivery.external_id)
+            if delivery.message is not None:
+                log = log.bind(message_id=delivery.message.message_id)
+            self._acknowledge(path, log)
+            self.delivered += 1
+            log.info("maildir.delivered", outcome=result.outcome, case=result.case_number)
+
+    def _pending(self) -> list[tuple[Path, float, int]]:
+        """``(path, mtime, size)`` of the files in ``new/``, oldest first."""
+        entries: list[tuple[int, str, Path, float, int]] = []
         try:
             with os.scandir(self.new_dir) as scan:
                 for entry in scan:
@@ -181,51 +235,36 @@ class MaildirChannel:
                         stat = entry.stat()
                     except OSError:
                         continue  # vanished meanwhile
-                    entries.append((stat.st_mtime_ns, entry.name, Path(entry.path), stat.st_mtime))
+                    entries.append(
+                        (stat.st_mtime_ns, entry.name, Path(entry.path), stat.st_mtime,
+                         stat.st_size)
+                    )  # fmt: skip
         except FileNotFoundError:
             self.ensure_layout()
         entries.sort()
-        return [(path, mtime) for _, _, path, mtime in entries]
+        return [(path, mtime, size) for _, _, path, mtime, size in entries]
 
     async def _deliver(self, path: Path, sink: Sink) -> None:
+        """A large file: parsed from the file (see :mod:`.spool`), never read whole."""
         name = path.name
         external_id = unique_name(name)
         log = self._log.bind(external_id=external_id)
-        try:
-            stat = await asyncio.to_thread(path.stat)
-            large = should_spool(stat.st_size, self._spool_threshold)
-            raw = b"" if large else await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            self._cannot_read(name, exc, log)
-            return
-        if not large:
-            delivery = await make_delivery(
-                raw,
-                parse=self._parse,
-                mailbox=self.settings.name,
-                external_id=external_id,
-                our_addresses=self._our_addresses,
-                log=log,
-            )
+        with spool_directory(self._spool_parent) as spool_dir:
+            try:
+                delivery = await make_file_delivery(
+                    path,
+                    mailbox=self.settings.name,
+                    external_id=external_id,
+                    our_addresses=self._our_addresses,
+                    log=log,
+                    spool_dir=spool_dir,
+                    parse=self._parse_file,
+                )
+            except OSError as exc:
+                self._cannot_read(name, exc, log)
+                return
             self._unreadable.discard(name)
             result = await self._hand_over(delivery, sink, log)
-        else:
-            with spool_directory(self._spool_parent) as spool_dir:
-                try:
-                    delivery = await make_file_delivery(
-                        path,
-                        mailbox=self.settings.name,
-                        external_id=external_id,
-                        our_addresses=self._our_addresses,
-                        log=log,
-                        spool_dir=spool_dir,
-                        parse=self._parse_file,
-                    )
-                except OSError as exc:
-                    self._cannot_read(name, exc, log)
-                    return
-                self._unreadable.discard(name)
-                result = await self._hand_over(delivery, sink, log)
         if delivery.message is not None:
             log = log.bind(message_id=delivery.message.message_id)
         self._acknowledge(path, log)

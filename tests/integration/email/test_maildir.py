@@ -11,7 +11,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import structlog
 from channel_helpers import simple_parse
 from sqlalchemy import select
 
-from inbox_daemon.channels.base import Delivery, IngestResult
+from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult
 from inbox_daemon.channels.email.maildir import MaildirChannel, seen_name, unique_name
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import RejectedMessage
@@ -375,3 +375,32 @@ async def test_a_large_file_that_is_no_mail_is_quarantined_from_the_file(
     assert (row.sha256, row.size) == (hashlib.sha256(junk).hexdigest(), len(junk))
     assert "Outlook" in row.reason
     assert FileStore(tmp_path / "quarantine").read(row.sha256) == junk
+
+
+async def test_a_batch_taking_ingestor_gets_small_files_together_and_large_ones_alone(
+    maildir: Path, tmp_path: Path, db: Database, ingestor: Ingestor
+) -> None:
+    names = [f"17361576{10 + i}.M{i}P{i}Q{i}.host" for i in range(5)]
+    for i, name in enumerate(names):
+        raw = large_mail(random.Random(9).randbytes(2 * 1024 * 1024)) if i == 2 else None
+        drop(maildir, name, raw or make_mail(f"small {i}"), age=50 - i)
+    groups: list[list[str]] = []
+
+    async def one(delivery: Delivery) -> IngestResult:
+        groups.append([delivery.external_id])
+        return await ingestor(delivery)
+
+    async def many(deliveries: Sequence[Delivery]) -> list[IngestResult]:
+        groups.append([d.external_id for d in deliveries])
+        return await ingestor.batch(deliveries)
+
+    channel = MaildirChannel(
+        settings_for(maildir, batch_messages=2), spool_parent=tmp_path, watch=False
+    )
+    assert await channel.run_once(BatchingSink(one, many)) == 5
+    # Oldest first: two small ones together, the large one alone, then the rest.
+    assert groups == [names[0:2], [names[2]], names[3:5]]
+    assert sorted(os.listdir(maildir / "cur")) == sorted(f"{n}:2,S" for n in names)
+    async with db.transaction() as session:
+        titles = (await session.execute(select(CaseRow.title).order_by(CaseRow.id))).scalars()
+        assert list(titles) == ["small 0", "small 1", "The full log archive", "small 3", "small 4"]
