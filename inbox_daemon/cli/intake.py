@@ -142,6 +142,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 _STDIN_CHUNK = 1024 * 1024
+#: How much of a quarantined mail `quarantine show` reads to print its header block.
+_SHOW_HEAD = 64 * 1024
 
 
 def _read_stdin(spool: contextlib.ExitStack) -> tuple[bytes, Path | None, str]:
@@ -172,15 +174,21 @@ async def _ingest_stdin(
 ) -> IngestResult:
     if path is None:
         return await runtime.ingestor(await _delivery(runtime, raw, mailbox, external_id))
-    delivery = await make_file_delivery(
+    delivery = await _file_delivery(runtime, path, path.parent / "parts", mailbox, external_id)
+    return await runtime.ingestor(delivery)
+
+
+async def _file_delivery(
+    runtime: Runtime, path: Path, spool_dir: Path, mailbox: str, external_id: str
+) -> Delivery:
+    return await make_file_delivery(
         path,
         mailbox=mailbox,
         external_id=external_id,
         our_addresses=runtime.settings.our_addresses,
         log=get_logger("inbox_daemon.cli"),
-        spool_dir=path.parent / "parts",
+        spool_dir=spool_dir,
     )
-    return await runtime.ingestor(delivery)
 
 
 async def _delivery(runtime: Runtime, raw: bytes, mailbox: str, external_id: str) -> Delivery:
@@ -217,29 +225,37 @@ async def _quarantined(runtime: Runtime, qid: int) -> QuarantineRow:
 
 
 def cmd_quarantine_show(args: argparse.Namespace) -> int:
-    async def go(runtime: Runtime) -> tuple[QuarantineRow, bytes]:
+    async def go(runtime: Runtime) -> tuple[QuarantineRow, Path]:
         row = await _quarantined(runtime, args.id)
-        return row, runtime.quarantine.read(row.sha256)
+        return row, runtime.quarantine.path_for(row.sha256)
 
-    row, raw = _run(_with_runtime(args, go, with_rules=False))
+    row, path = _run(_with_runtime(args, go, with_rules=False))
     print(f"#{row.id} {row.channel}:{row.mailbox} {row.external_id} ({row.state})")
     print(f"reason: {row.reason}")
     print(f"stored: {row.sha256} ({row.size} bytes)")
-    if args.raw:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(raw)
-    else:
-        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-        print(head[:8192].decode("utf-8", "replace"))
+    with path.open("rb") as stored:  # a large mail is not read whole
+        if args.raw:
+            sys.stdout.flush()
+            while chunk := stored.read(_STDIN_CHUNK):
+                sys.stdout.buffer.write(chunk)
+        else:
+            start = stored.read(_SHOW_HEAD)
+            head = start.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+            print(head[:8192].decode("utf-8", "replace"))
     return 0
 
 
 def cmd_quarantine_retry(args: argparse.Namespace) -> int:
     async def go(runtime: Runtime) -> IngestResult:
         row = await _quarantined(runtime, args.id)
-        raw = runtime.quarantine.read(row.sha256)
-        delivery = await _delivery(runtime, raw, row.mailbox, row.external_id)
-        return await runtime.ingestor.retry_quarantined(row.id, delivery)
+        if not should_spool(row.size):
+            raw = runtime.quarantine.read(row.sha256)
+            delivery = await _delivery(runtime, raw, row.mailbox, row.external_id)
+            return await runtime.ingestor.retry_quarantined(row.id, delivery)
+        with spool_directory() as spool:  # a large mail is parsed from its stored file
+            path = runtime.quarantine.path_for(row.sha256)
+            delivery = await _file_delivery(runtime, path, spool, row.mailbox, row.external_id)
+            return await runtime.ingestor.retry_quarantined(row.id, delivery)
 
     result = _run(_with_runtime(args, go))
     if result.outcome == "quarantined":

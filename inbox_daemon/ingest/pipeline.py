@@ -11,6 +11,7 @@ start a case; unparseable or unstorable messages go to quarantine with their raw
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -265,9 +266,9 @@ class Ingestor:
     ) -> IngestResult:
         now = self.service.clock()
         if delivery.raw_path is not None:
-            sha, size = self.quarantine_files.put_file(delivery.raw_path)
+            sha, size = await asyncio.to_thread(self.quarantine_files.put_file, delivery.raw_path)
         else:
-            sha, size = self.quarantine_files.put(delivery.raw)
+            sha, size = await asyncio.to_thread(self.quarantine_files.put, delivery.raw)
         source = (delivery.channel, delivery.mailbox, delivery.external_id)
         row = await intake.quarantined(session, *source)
         if row is None:
@@ -493,9 +494,9 @@ class Ingestor:
             if att.size > self.options.max_attachment_bytes:
                 continue  # _oversize_note told the agent
             if att.content is not None:
-                sha, size = self.files.put(att.content)
+                sha, size = await asyncio.to_thread(self.files.put, att.content)
             elif att.path is not None:
-                sha, size = self.files.put_file(att.path)
+                sha, size = await asyncio.to_thread(self.files.put_file, att.path)
             else:
                 continue
             session.add(

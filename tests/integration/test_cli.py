@@ -277,6 +277,15 @@ def run_stdin(cwd: Path, data: bytes, *args: str) -> subprocess.CompletedProcess
     )  # fmt: skip
 
 
+def run_cli_bytes(cwd: Path, *args: str) -> bytes:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INBOX_DAEMON_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "inbox_daemon", *args],
+        cwd=cwd, env=env, capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    return proc.stdout
+
+
 def test_ingest_from_stdin_is_idempotent(tmp_path: Path) -> None:
     run_cli(tmp_path, "init", ".")
     first = run_stdin(tmp_path, SAMPLE)
@@ -299,12 +308,12 @@ def test_ingest_temporary_failure_exit_code(tmp_path: Path) -> None:
     assert b"message not stored, try again later" in proc.stderr
 
 
-def test_ingest_of_a_large_mail_goes_through_a_spool_file(tmp_path: Path) -> None:
+def large_sample(seed: int = 5) -> tuple[bytes, bytes]:
+    """SAMPLE with a 3 MB attachment (above the spool threshold), and the attachment."""
     import base64
-    import hashlib
     import random
 
-    data = random.Random(5).randbytes(3 * 1024 * 1024)
+    data = random.Random(seed).randbytes(3 * 1024 * 1024)
     encoded = base64.b64encode(data).decode("ascii")
     body = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
     raw = SAMPLE.replace(
@@ -314,6 +323,13 @@ def test_ingest_of_a_large_mail_goes_through_a_spool_file(tmp_path: Path) -> Non
         b'--b\r\nContent-Type: image/jpeg; name="fire.jpg"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + body.encode() + b"\r\n--b--\r\n",
     )
+    return raw, data
+
+
+def test_ingest_of_a_large_mail_goes_through_a_spool_file(tmp_path: Path) -> None:
+    import hashlib
+
+    raw, data = large_sample()
     run_cli(tmp_path, "init", ".")
     first = run_stdin(tmp_path, raw)
     assert first.returncode == 0, first.stderr
@@ -340,28 +356,35 @@ def test_quarantine_list_show_retry(tmp_path: Path) -> None:
     assert "no quarantined message #42" in err
 
 
-def test_quarantine_retry_takes_the_message_in(tmp_path: Path) -> None:
-    """A message quarantined because storing failed goes through once retried."""
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_quarantine_retry_takes_the_message_in(tmp_path: Path, large: bool) -> None:
+    """A message quarantined because storing failed goes through once retried (a large one
+    parsed from its stored file)."""
     run_cli(tmp_path, "init", ".")
     db = tmp_path / "var" / "inbox-daemon.db"
     storage = tmp_path / "var" / "storage" / "quarantine"
     import hashlib
 
-    sha = hashlib.sha256(SAMPLE).hexdigest()
+    raw = large_sample()[0] if large else SAMPLE
+    sha = hashlib.sha256(raw).hexdigest()
     target = storage / sha[:2] / sha[2:4] / sha
     target.parent.mkdir(parents=True)
-    target.write_bytes(SAMPLE)
+    target.write_bytes(raw)
     with sqlite3.connect(db) as conn:
         conn.execute(
             "INSERT INTO quarantine (channel, mailbox, external_id, sha256, size, reason, state,"
             " created_at, updated_at) VALUES ('email', 'support', '9:1', ?, ?, 'db was down',"
             " 'held', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
-            (sha, len(SAMPLE)),
+            (sha, len(raw)),
         )
         conn.execute(
             "INSERT INTO receipts (channel, mailbox, external_id, outcome, created_at)"
             " VALUES ('email', 'support', '9:1', 'quarantined', '2026-01-01 00:00:00')"
         )
+    shown = run_cli(tmp_path, "quarantine", "show", "1").stdout
+    assert "Message-ID: <stdin-1@example.com>" in shown
+    assert len(shown) < 10_000  # the header block only
+    assert run_cli_bytes(tmp_path, "quarantine", "show", "--raw", "1").endswith(raw)
     out = run_cli(tmp_path, "quarantine", "retry", "1").stdout
     assert out.strip() == "#1: created CAS-000001"
     assert "nothing in quarantine" in run_cli(tmp_path, "quarantine", "list").stdout

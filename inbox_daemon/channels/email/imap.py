@@ -306,7 +306,7 @@ class ImapChannel:
                 if first == position.uid:
                     committed = [position.uid]
                 else:
-                    committed = [u for u in await session.uids_up_to(position.uid) if u >= first]
+                    committed = await session.uids_between(first, position.uid)
                 if committed:
                     await self._acknowledge(session, committed, self._log)
             self._resumed = True

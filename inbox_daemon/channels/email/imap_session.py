@@ -372,9 +372,10 @@ class ImapSession:
             )
         return internal_date
 
-    async def uids_up_to(self, uid: int) -> list[int]:
-        """The UIDs from 1 to ``uid`` still in the folder, ascending."""
-        return [found for found in await self._search_uids(f"UID 1:{uid}") if found <= uid]
+    async def uids_between(self, first: int, last: int) -> list[int]:
+        """The UIDs from ``first`` to ``last`` still in the folder, ascending."""
+        found = await self._search_uids(f"UID {first}:{last}")
+        return [uid for uid in found if first <= uid <= last]
 
     async def _search_uids(self, criteria: str) -> list[int]:
         response = await self._call(
