@@ -497,7 +497,7 @@ async def _intake(settings: Any) -> tuple[float, float, int, dict[str, int]]:
     from sqlalchemy import func, select
 
     from inbox_daemon.cases.enums import Direction
-    from inbox_daemon.daemon import Runtime
+    from inbox_daemon.runtime import Runtime
     from inbox_daemon.store.migrate import upgrade
     from inbox_daemon.store.tables import ActivityRow, ReceiptRow
 
@@ -581,8 +581,8 @@ def _reset_peak() -> bool:
 
 def _rss_child(conn: Connection, account: Account, workdir: str) -> None:
     """Warm up on a small mail, tell the parent, wait for the big one, report the peak RSS."""
-    from inbox_daemon.daemon import Runtime
     from inbox_daemon.logging import configure
+    from inbox_daemon.runtime import Runtime
     from inbox_daemon.store.migrate import upgrade
 
     configure("info", "json", stream=open(os.devnull, "w"))  # noqa: SIM115

@@ -1,5 +1,4 @@
-"""The composition root: builds the store, the rules, the case service, the intake pipeline and
-the channels, and runs them.
+"""Running the daemon: what :class:`~inbox_daemon.runtime.Runtime` built, supervised.
 
 ``run`` supervises each long-running task (a task that fails is logged and restarted with
 backoff, without taking the others down), reloads rules.yaml on change and on SIGHUP, and stops
@@ -19,44 +18,25 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
-from inbox_daemon.acknowledge import AckTemplates, load_templates
-from inbox_daemon.agents import SlackAgents
-from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.cases.sla import SlaPolicy
 from inbox_daemon.channels.base import (
     BatchingSink,
     Delivery,
-    InboundChannel,
     IngestResult,
     Sink,
     take_batch,
 )
 from inbox_daemon.channels.email.imap import ImapChannel
-from inbox_daemon.channels.email.maildir import MaildirChannel
-from inbox_daemon.channels.email.smtp import EmailSender
-from inbox_daemon.channels.slack.app import SlackApp, make_client
-from inbox_daemon.channels.slack.background import Background
-from inbox_daemon.channels.slack.sender import SlackSender
-from inbox_daemon.config import OutboxSettings, Settings, load_settings
 from inbox_daemon.errors import ChannelAuthError, ConfigError
 from inbox_daemon.health import ChannelStatus, OpsServer, health_report
-from inbox_daemon.ingest import Ingestor, IntakeOptions
-from inbox_daemon.logging import configure, get_logger
+from inbox_daemon.logging import get_logger
 from inbox_daemon.metrics import Metrics
 from inbox_daemon.notify import Notifier
-from inbox_daemon.outbox import Outbox, OutboxPolicy, Sender
-from inbox_daemon.router.loader import LoadedRules
-from inbox_daemon.router.reload import RulesHolder
-from inbox_daemon.service import CaseService
-from inbox_daemon.store import cases as repo
-from inbox_daemon.store import intake
-from inbox_daemon.store.db import Database
-from inbox_daemon.store.files import FileStore
+from inbox_daemon.runtime import Runtime
 from inbox_daemon.store.leases import InstanceLock, Leases
 from inbox_daemon.store.migrate import require_current
 
@@ -116,176 +96,6 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
-
-
-class Runtime:
-    """Everything built from the settings, shared by the daemon and the CLI."""
-
-    def __init__(
-        self, settings: Settings, *, with_rules: bool = True, with_channels: bool = True
-    ) -> None:
-        """``with_rules=False`` skips rules.yaml (commands that only read cases);
-        ``with_channels=False`` builds no senders and no Slack app, so a command run from an
-        admin's shell needs no mail or Slack secrets (the daemon's outbox sends what it queues).
-        """
-        self.settings = settings
-        self.db = Database(settings.database_url)
-        self.rules = RulesHolder(settings.rules_path, queues_with_open_cases=self.open_queues)
-        if with_rules and settings.rules_path.exists():
-            self.rules.load()
-        current = self.rules.current
-        self.service = CaseService(
-            self.db,
-            directory=current.directory if current else None,
-            message_domain=settings.cases.message_domain,
-            auto_close_after=settings.cases.auto_close_after,
-            sla_lookup=self.sla_policy,
-        )
-        self.rules.on_change.append(
-            lambda loaded: setattr(self.service, "directory", loaded.directory)
-        )
-        storage = settings.storage_path
-        self.files = FileStore(storage / "attachments")
-        self.quarantine = FileStore(storage / "quarantine")
-        self.ingestor = Ingestor(
-            self.service,
-            files=self.files,
-            quarantine=self.quarantine,
-            rules=self.rules,
-            options=self._intake_options(settings, self._templates()),
-        )
-        self.rules.on_change.append(self._reload_templates)
-        out = settings.outbox
-        senders: dict[str, Sender] = {}
-        if with_channels:
-            senders["email"] = EmailSender.from_settings(settings.mailboxes, storage)
-        #: What every channel feeds: the intake pipeline, watched by Slack's case cards if on.
-        self.sink: Sink = self.ingestor
-        self.slack: SlackApp | None = None
-        self.slack_agents: SlackAgents | None = None
-        if with_channels and settings.slack is not None:
-            slack = settings.slack
-            secrets = slack.secrets()
-            client = make_client(slack, secrets.bot_token)
-            background = Background()
-            self.slack_agents = SlackAgents(self.service, client, background=background)
-            self.sink = self.slack_agents.observe(self.ingestor)
-            self.slack = SlackApp(
-                slack,
-                actions=self.slack_agents,
-                client=client,
-                secrets=secrets,
-                background=background,
-                on_revision=self.slack_agents.revised,
-            )
-            senders["slack"] = SlackSender(client)
-        self.outbox = Outbox(
-            self.db,
-            senders,
-            files=self.files,
-            policy=_outbox_policy(out),
-        )
-        self.service.on_outgoing = self.outbox.wake
-        if self.slack_agents is not None:
-            self.outbox.on_failed.append(self.slack_agents.delivery_failed)
-
-    def _templates(self) -> AckTemplates | None:
-        if not self.settings.cases.acknowledge:
-            return None
-        return load_templates(self.settings.rules_path.parent)
-
-    @staticmethod
-    def _intake_options(settings: Settings, templates: AckTemplates | None) -> IntakeOptions:
-        window = settings.cases.reopen_window_days
-        return IntakeOptions(
-            our_addresses=settings.our_addresses,
-            reopen_window=timedelta(days=window) if window else None,
-            acknowledgements=templates,
-            auto_answers_per_hour=settings.cases.auto_answers_per_hour,
-            max_attachment_bytes=int(settings.storage.max_attachment_mb * 1024 * 1024),
-        )
-
-    def reload_settings(self) -> list[str]:
-        """Read the config file again and apply what can change while running: logging,
-        ``[cases]`` and ``[outbox]``. Returns the sections that changed but need a restart.
-        A file that does not load raises ConfigError and changes nothing."""
-        new = load_settings(self.settings.source)
-        restart = [
-            name
-            for name in ("database", "storage", "rules", "mailbox", "slack", "http", "daemon")
-            if getattr(new, name) != getattr(self.settings, name)
-        ]
-        self.settings = self.settings.model_copy(
-            update={"logging": new.logging, "cases": new.cases, "outbox": new.outbox}
-        )
-        configure(new.logging.level, new.logging.format)
-        self.service.auto_close_after = new.cases.auto_close_after
-        self.service.message_domain = new.cases.message_domain
-        templates = self.ingestor.options.acknowledgements
-        if new.cases.acknowledge and templates is None:
-            templates = self._templates()
-        self.ingestor.options = self._intake_options(
-            self.settings, templates if new.cases.acknowledge else None
-        )
-        self.outbox.policy = replace(
-            self.outbox.policy,
-            max_attempts=new.outbox.max_attempts,
-            lease=timedelta(minutes=new.outbox.lease_minutes),
-        )
-        if restart:
-            log.warning("config changes that need a restart", sections=restart)
-        log.info("config reloaded", path=str(self.settings.source))
-        return restart
-
-    def _reload_templates(self, _rules: LoadedRules) -> None:
-        """Acknowledgement templates live beside rules.yaml and are reloaded with it."""
-        try:
-            templates = self._templates()
-        except ConfigError as exc:
-            log.error(
-                "acknowledgement template rejected; keeping the last good one", error=str(exc)
-            )
-            return
-        self.ingestor.options = replace(self.ingestor.options, acknowledgements=templates)
-
-    def sla_policy(self, name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
-        """The SLA policy of that name in the rules in force, with its calendar."""
-        rules = self.rules.current
-        if rules is None or name not in rules.sla:
-            return None
-        return rules.sla[name], rules.calendar_for(name)
-
-    async def inbound_channels(self) -> list[InboundChannel]:
-        """One channel per configured mailbox, IMAP ones resuming from their checkpoint."""
-        settings = self.settings
-        channels: list[InboundChannel] = []
-        # Large mail is parsed from files here (on the storage's disk, not a tmpfs /tmp).
-        spool = settings.storage_path / "spool"
-        spool.mkdir(parents=True, exist_ok=True)
-        for box in settings.mailboxes:
-            if box.kind == "maildir":
-                channels.append(
-                    MaildirChannel(box, our_addresses=settings.our_addresses, spool_parent=spool)
-                )
-                continue
-            async with self.db.transaction() as session:
-                checkpoint = await intake.checkpoint(session, box.name)
-            channels.append(
-                ImapChannel.from_settings(
-                    box,
-                    checkpoint=checkpoint,
-                    our_addresses=settings.our_addresses,
-                    spool_parent=spool,
-                )
-            )
-        return channels
-
-    async def open_queues(self) -> set[str]:
-        async with self.db.transaction() as session:
-            return await repo.queues_with_open_cases(session)
-
-    async def close(self) -> None:
-        await self.db.dispose()
 
 
 class IntakeGate:
@@ -601,7 +411,3 @@ class Daemon:
                     await asyncio.wait_for(self.stopping.wait(), periodic.interval)
 
         return loop
-
-
-def _outbox_policy(out: OutboxSettings) -> OutboxPolicy:
-    return OutboxPolicy(max_attempts=out.max_attempts, lease=timedelta(minutes=out.lease_minutes))

@@ -25,8 +25,9 @@ from inbox_daemon.cli.common import (
     _with_service,
 )
 from inbox_daemon.config import CONFIG_FILENAME, load_settings
-from inbox_daemon.daemon import Daemon, Runtime
+from inbox_daemon.daemon import Daemon
 from inbox_daemon.logging import configure
+from inbox_daemon.runtime import Runtime
 from inbox_daemon.service import CaseService
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.migrate import upgrade

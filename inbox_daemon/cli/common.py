@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.config import Settings, load_settings
-from inbox_daemon.daemon import Runtime
 from inbox_daemon.errors import InboxError
+from inbox_daemon.runtime import Runtime
 from inbox_daemon.service import CaseService, CaseView
 from inbox_daemon.store.migrate import require_current
 

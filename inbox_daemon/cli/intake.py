@@ -27,13 +27,13 @@ from inbox_daemon.cli.common import (
     _with_runtime,
 )
 from inbox_daemon.config import Settings
-from inbox_daemon.daemon import Runtime
 from inbox_daemon.errors import ConfigError, InboxError, NotFoundError, RejectedMessage
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import InboundMessage
 from inbox_daemon.router.engine import ThreadFacts, explain, format_explanation
 from inbox_daemon.router.loader import check_queue_removal, load_rules, summary
 from inbox_daemon.router.schema import RulesErrors
+from inbox_daemon.runtime import Runtime
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database

@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from inbox_daemon.cases.enums import DeliveryState, Direction
 from inbox_daemon.channels.base import Delivery, IngestResult
-from inbox_daemon.daemon import Daemon, Runtime
+from inbox_daemon.daemon import Daemon
 from inbox_daemon.messages import DeliveryReceipt, OutboundMessage
 from inbox_daemon.notify import Notifier
 from inbox_daemon.outbox import Sender
+from inbox_daemon.runtime import Runtime
 from inbox_daemon.store.migrate import upgrade
 from inbox_daemon.store.tables import ActivityRow, CaseRow
 from tests.integration.test_ops_metrics import drop, mail, make_settings, until

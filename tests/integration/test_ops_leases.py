@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from inbox_daemon.daemon import Daemon, Runtime
+from inbox_daemon.daemon import Daemon
 from inbox_daemon.notify import Notifier
+from inbox_daemon.runtime import Runtime
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.leases import Leases
 from inbox_daemon.store.migrate import upgrade

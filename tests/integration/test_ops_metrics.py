@@ -17,9 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from inbox_daemon.config import MailboxSettings, Settings
-from inbox_daemon.daemon import Daemon, Runtime
+from inbox_daemon.daemon import Daemon
 from inbox_daemon.metrics import Metrics
 from inbox_daemon.notify import Notifier
+from inbox_daemon.runtime import Runtime
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.migrate import upgrade
 from inbox_daemon.store.tables import CaseRow

@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end email tests: a real Dovecot (tests/servers/dovecot.py), a real
 SMTP sink (tests/servers/smtp.py) and the pipeline between them, built as the daemon builds it
-(``inbox_daemon.daemon.Runtime``) on the ``db`` fixture, so on SQLite and on PostgreSQL."""
+(``inbox_daemon.runtime.Runtime``) on the ``db`` fixture, so on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def pipeline(
     mailbox: MailboxSettings,
     tmp_path: Path,
 ) -> Pipeline:
-    """Case service, intake, outbox and IMAP channel wired as ``daemon.Runtime`` wires them."""
+    """Case service, intake, outbox and IMAP channel wired as ``runtime.Runtime`` wires them."""
     service = CaseService(db, directory=rules.directory, clock=clock, message_domain=MESSAGE_DOMAIN)
     files = FileStore(tmp_path / "attachments")
     ingestor = Ingestor(
