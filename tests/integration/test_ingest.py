@@ -152,6 +152,18 @@ def ingest(svc: CaseService, tmp_path: Path, rules: LoadedRules) -> Ingestor:
     )
 
 
+def acknowledging(svc: CaseService, tmp_path: Path, rules: LoadedRules) -> Ingestor:
+    """An Ingestor that acknowledges new cases, at most 3 answers per sender and hour."""
+    return Ingestor(
+        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
+        rules=lambda: rules,
+        options=IntakeOptions(
+            our_addresses=frozenset({"support@ours.example"}),
+            acknowledgements=load_templates(), auto_answers_per_hour=3,
+        ),
+    )  # fmt: skip
+
+
 async def rows(db: Database, model: type) -> int:
     async with db.transaction() as s:
         return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
@@ -416,14 +428,7 @@ async def test_new_email_case_is_acknowledged_within_the_rate_limit(
 ) -> None:
     woken = []
     svc.on_outgoing = lambda: woken.append(True)
-    ingest = Ingestor(
-        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
-        rules=lambda: rules,
-        options=IntakeOptions(
-            our_addresses=frozenset({"support@ours.example"}),
-            acknowledgements=load_templates(), auto_answers_per_hour=3,
-        ),
-    )  # fmt: skip
+    ingest = acknowledging(svc, tmp_path, rules)
     first = await ingest(delivery(mail(1)))
     assert first.queued_outgoing
     assert woken == [True]
@@ -621,14 +626,7 @@ async def test_a_batch_counts_its_own_answers_and_cases(
         ),
         "rules.yaml",
     )
-    ingest = Ingestor(
-        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
-        rules=lambda: rules,
-        options=IntakeOptions(
-            our_addresses=frozenset({"support@ours.example"}),
-            acknowledgements=load_templates(), auto_answers_per_hour=3,
-        ),
-    )  # fmt: skip
+    ingest = acknowledging(svc, tmp_path, rules)
     await ingest(delivery(mail(1, "Earlier", sender="bot@loop.example")))  # one answer already
     bots = [delivery(mail(10 + i, f"Ticket {i}", sender="bot@loop.example")) for i in range(4)]
     new = [delivery(mail(20 + i, f"New {i}", sender="new@example.com")) for i in range(2)]

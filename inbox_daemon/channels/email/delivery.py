@@ -11,8 +11,9 @@ rejection into a delivery that carries its reason (the pipeline quarantines it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,23 +112,15 @@ async def make_delivery(
     A parser crash is treated like a rejection so that one odd message cannot stop a mailbox:
     the pipeline keeps the raw bytes in quarantine with the reason.
     """
-    error: str | None = None
-    message: InboundMessage | None = None
-    try:
-        message = await asyncio.to_thread(
-            parse,
-            raw,
-            channel_mailbox=mailbox,
-            external_id=external_id,
-            our_addresses=our_addresses,
-            received_at=received_at,
-        )
-    except RejectedMessage as exc:
-        error = str(exc) or "rejected by the parser"
-        log.info("mail.rejected", external_id=external_id, reason=error)
-    except Exception as exc:
-        error = f"parser failed: {type(exc).__name__}: {exc}"
-        log.error("mail.parser_failed", external_id=external_id, exc_info=True)
+    call = partial(
+        parse,
+        raw,
+        channel_mailbox=mailbox,
+        external_id=external_id,
+        our_addresses=our_addresses,
+        received_at=received_at,
+    )
+    message, error = await _parsed(call, external_id, log)
     return Delivery(
         channel=CHANNEL,
         mailbox=mailbox,
@@ -158,26 +151,16 @@ async def make_file_delivery(
     unreadable, ``spool_dir`` not writable) is raised, not turned into a rejection: the mail
     itself may be fine.
     """
-    error: str | None = None
-    message: InboundMessage | None = None
-    try:
-        message = await asyncio.to_thread(
-            parse,
-            path,
-            channel_mailbox=mailbox,
-            external_id=external_id,
-            our_addresses=our_addresses,
-            received_at=received_at,
-            spool_dir=spool_dir,
-        )
-    except RejectedMessage as exc:
-        error = str(exc) or "rejected by the parser"
-        log.info("mail.rejected", external_id=external_id, reason=error)
-    except OSError:
-        raise
-    except Exception as exc:
-        error = f"parser failed: {type(exc).__name__}: {exc}"
-        log.error("mail.parser_failed", external_id=external_id, exc_info=True)
+    call = partial(
+        parse,
+        path,
+        channel_mailbox=mailbox,
+        external_id=external_id,
+        our_addresses=our_addresses,
+        received_at=received_at,
+        spool_dir=spool_dir,
+    )
+    message, error = await _parsed(call, external_id, log, passing=(OSError,))
     return Delivery(
         channel=CHANNEL,
         mailbox=mailbox,
@@ -188,3 +171,24 @@ async def make_file_delivery(
         error=error,
         checkpoint=checkpoint,
     )
+
+
+async def _parsed(
+    call: Callable[[], InboundMessage],
+    external_id: str,
+    log: Any,
+    passing: tuple[type[Exception], ...] = (),
+) -> tuple[InboundMessage | None, str | None]:
+    """``call()`` in a worker thread: the message, or None and why (exceptions in ``passing``
+    are raised instead)."""
+    try:
+        return await asyncio.to_thread(call), None
+    except RejectedMessage as exc:
+        error = str(exc) or "rejected by the parser"
+        log.info("mail.rejected", external_id=external_id, reason=error)
+    except passing:
+        raise
+    except Exception as exc:
+        error = f"parser failed: {type(exc).__name__}: {exc}"
+        log.error("mail.parser_failed", external_id=external_id, exc_info=True)
+    return None, error

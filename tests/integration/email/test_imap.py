@@ -767,26 +767,20 @@ def test_listings_ignore_the_last_message_below_the_start() -> None:
     assert parse_listing([b"1 FETCH (UID 4 RFC822.SIZE 100)"], after=4) == []
 
 
-async def test_a_large_backlog_is_listed_in_full(dovecot: MailAccount) -> None:
+async def test_a_large_backlog_is_listed_in_full(
+    dovecot: MailAccount, session: ImapSession
+) -> None:
     """2,500 waiting mails: one listing response that large once exhausted the recursion limit."""
     with dovecot.connect() as conn:
         for n in range(2500):
             raw = f"From: c{n}@example.com\r\nSubject: {n}\r\nMessage-ID: <big{n}@x>\r\n\r\nx\r\n"
             assert conn.append("INBOX", "", None, raw.encode())[0] == "OK"
-    session = await ImapSession.connect(
-        dovecot.host, dovecot.port, tls="none", ssl_context=None, channel="test",
-        command_timeout=30.0,
-    )  # fmt: skip
-    try:
-        await session.login(dovecot.user, dovecot.password)
-        await session.select("INBOX")
-        listing = await session.list_after(0)
-        assert [uid for uid, _size in listing] == list(range(1, 2501))
-        assert all(size > 0 for _uid, size in listing)
-        assert [uid for uid, _ in await session.list_after(2400)] == list(range(2401, 2501))
-        assert await session.list_after(2500) == []
-    finally:
-        await session.close()
+    await session.noop()
+    listing = await session.list_after(0)
+    assert [uid for uid, _size in listing] == list(range(1, 2501))
+    assert all(size > 0 for _uid, size in listing)
+    assert [uid for uid, _ in await session.list_after(2400)] == list(range(2401, 2501))
+    assert await session.list_after(2500) == []
 
 
 async def test_a_restart_acknowledges_the_message_committed_before_a_crash(

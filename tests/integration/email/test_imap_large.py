@@ -8,7 +8,6 @@ import base64
 import hashlib
 import random
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +33,6 @@ def large_mail(size: int, seed: int = 10, pad: int = 0) -> bytes:
         'MIME-Version: 1.0\r\nContent-Type: application/zip; name="big.zip"\r\n'
         f"Content-Transfer-Encoding: base64\r\n\r\n{lines}\r\n"
     ).encode("ascii")
-
-
-@pytest.fixture
-async def session(dovecot: MailAccount) -> AsyncIterator[ImapSession]:
-    """A session on INBOX; it sees what is appended after it selected once it sent a NOOP."""
-    session = await ImapSession.connect(
-        dovecot.host, dovecot.port, tls="none", ssl_context=None, channel="test",
-        command_timeout=30.0,
-    )  # fmt: skip
-    try:
-        await session.login(dovecot.user, dovecot.password)
-        await session.select("INBOX")
-        yield session
-    finally:
-        await session.close()
 
 
 async def test_a_10_mb_message_is_fetched_in_chunks_byte_for_byte(
