@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import func, select
 
 from inbox_daemon.acknowledge import load_templates
@@ -31,6 +34,7 @@ from inbox_daemon.service import CaseService
 from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
+from inbox_daemon.store.migrate import upgrade
 from inbox_daemon.store.tables import (
     ActivityRow,
     AttachmentRow,
@@ -646,3 +650,130 @@ async def repo_tags(db: Database, number: str) -> list[str]:
         return list(
             (await s.execute(select(CaseRow.tags).where(CaseRow.number == number))).scalar_one()
         )
+
+
+@contextlib.asynccontextmanager
+async def second_database(db_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """Another empty, migrated database on the same backend as ``db_url``."""
+    from tests.conftest import drop_postgres_database, make_postgres_database
+
+    url = f"sqlite:///{tmp_path / 'twin.db'}" if db_url.startswith("sqlite") else None
+    url = url or await make_postgres_database()
+    database = Database(url)
+    try:
+        await upgrade(database)
+        yield database
+    finally:
+        await database.dispose()
+        if not url.startswith("sqlite"):
+            await drop_postgres_database(url)
+
+
+async def snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """What intake wrote, without ids and the random parts (our Message-IDs)."""
+    async with db.transaction() as s:
+        numbers = dict((await s.execute(select(CaseRow.id, CaseRow.number))).all())
+        cases = [
+            (c.number, c.title, c.status, c.priority, c.queue, c.owner_team, c.owner_user,
+             tuple(c.tags or ()), numbers.get(c.parent_id), c.contact_email)
+            for c in (await s.execute(select(CaseRow).order_by(CaseRow.id))).scalars()
+        ]  # fmt: skip
+        activities = [
+            (numbers[a.case_id], a.direction, a.kind, a.state, a.delivery_state, a.automatic,
+             a.message_id if a.direction == "incoming" else None, a.subject, a.body_new)
+            for a in (await s.execute(select(ActivityRow).order_by(ActivityRow.id))).scalars()
+        ]  # fmt: skip
+        audit = [
+            (numbers[e.case_id], e.action, e.field, e.old_value, e.new_value, e.actor_kind,
+             e.actor_name)
+            for e in (await s.execute(select(AuditRow).order_by(AuditRow.id))).scalars()
+        ]  # fmt: skip
+        receipts = [
+            (r.mailbox, r.external_id, r.outcome, r.message_id)
+            for r in (await s.execute(select(ReceiptRow).order_by(ReceiptRow.id))).scalars()
+        ]
+        quarantine = [
+            (q.external_id, q.reason)
+            for q in (await s.execute(select(QuarantineRow).order_by(QuarantineRow.id))).scalars()
+        ]
+    return {"cases": cases, "activities": activities, "audit": audit, "receipts": receipts,
+            "quarantine": quarantine}  # fmt: skip
+
+
+async def test_a_batch_writes_exactly_what_one_message_at_a_time_writes(
+    db: Database, db_url: str, tmp_path: Path, clock: Clock, rules: LoadedRules
+) -> None:
+    """Every kind of message in one batch: new, reply, reopen, follow-up, the same mail twice,
+    an auto-reply and a bounce on our answer, an automatic mail answering nothing, our own
+    mail, an unparseable one, a newcomer writing twice. Taken one at a time into one database
+    and as one batch into another, they leave the same rows behind."""
+
+    rules = load_rules_text(
+        RULES.replace(
+            "rules:\n",
+            "rules:\n  - name: regulars\n    when: {customer_has_open_cases: true}\n"
+            "    then: {tags: [regular]}\n",
+        ),
+        "rules.yaml",
+    )
+
+    async def prepare(database: Database) -> tuple[Ingestor, str]:
+        def sla_lookup(name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
+            return (rules.sla[name], rules.calendar_for(name)) if name in rules.sla else None
+
+        svc = CaseService(database, directory=rules.directory, clock=clock,
+                          message_domain="ours.example", sla_lookup=sla_lookup)  # fmt: skip
+        ingest = acknowledging(svc, tmp_path / str(id(database)), rules)
+        await ingest(delivery(mail(1, "Printer on fire")))  # CAS-000001, to be resolved
+        await ingest(delivery(mail(2, "Scanner jammed", sender="bob@example.com")))  # closed
+        await ingest(delivery(mail(3, "Login fails", sender="carol@example.com")))  # answered
+        ours = await svc.reply("CAS-000003", "Reset it.", AGENT)
+        await svc.resolve("CAS-000001", "replaced toner", AGENT)
+        await svc.resolve("CAS-000002", "cleared", AGENT)
+        await svc.change("CAS-000002", Close(), Actor.system("auto-close"))
+        return ingest, ours.message_id or ""
+
+    def scenario(ours: str) -> list[Delivery]:
+        new = mail(10, "Outage in Berlin", sender="dave@bigcorp.example")
+        auto = MessageFlags(auto_reply=True)
+        bounce = MessageFlags(bounce=True, failed_recipients=("carol@example.com",))
+        return [
+            delivery(new),
+            delivery(mail(11, "Re: Outage", in_reply_to=(new.message_id or "",),
+                          sender="dave@bigcorp.example")),
+            delivery(mail(12, "Re: [CAS-000001] broken again")),
+            delivery(mail(13, "Re: [CAS-000002] one more thing", sender="bob@example.com")),
+            delivery(mail(22, "And the fax", text="The fax too.")),  # ann's case is open again
+            delivery(new, mailbox="sales", uid=14),
+            delivery(mail(15, "Out of office", in_reply_to=(ours,), flags=auto)),
+            delivery(mail(16, "Undelivered", sender="mailer-daemon@mx.example",
+                          in_reply_to=(ours,), flags=bounce)),
+            delivery(mail(17, "Automatic reply", flags=auto)),
+            delivery(mail(18, "Loop?", sender="support@ours.example")),
+            Delivery("email", "support", "7:19", b"\x00junk", None, "no headers",
+                     Checkpoint(7, 19)),
+            delivery(mail(20, "First question", sender="erin@example.com")),
+            delivery(mail(21, "Second question", sender="erin@example.com")),
+        ]  # fmt: skip
+
+    one_by_one, ours = await prepare(db)
+    singles = [await one_by_one(d) for d in scenario(ours)]
+    async with second_database(db_url, tmp_path) as twin:
+        batched, twin_ours = await prepare(twin)
+        with structlog.testing.capture_logs() as logs:
+            together = await batched.batch(scenario(twin_ours))
+        fell_back = [e for e in logs if e["event"].startswith("batch could not be stored")]
+        assert fell_back == []  # all of it in one transaction
+        assert [(r.outcome, r.case_number, r.detail) for r in together] == [
+            (r.outcome, r.case_number, r.detail) for r in singles
+        ]
+        assert [r.outcome for r in together] == [
+            "created", "appended", "reopened", "follow_up", "created", "duplicate",
+            "recorded", "recorded", "ignored", "ignored", "quarantined", "created", "created",
+        ]  # fmt: skip
+        after = await snapshot(db)
+        assert await snapshot(twin) == after
+    tagged = {number: tags for number, _t, _s, _p, _q, _o, _u, tags, *_ in after["cases"]}
+    assert tagged["CAS-000006"] == ("regular",)  # ann, whose case was reopened in the batch
+    assert tagged["CAS-000007"] == ()  # erin's first
+    assert tagged["CAS-000008"] == ("regular",)  # erin's second
