@@ -55,6 +55,9 @@ async def next_case_number(session: AsyncSession) -> str:
         .where(Counter.name == CASE_COUNTER)
         .values(value=Counter.value + 1)
         .returning(Counter.value)
+        # No counter is loaded as an object: nothing in the session to bring up to date (the
+        # default would evaluate the WHERE against every object the session holds).
+        .execution_options(synchronize_session=False)
     )
     value = (await session.execute(stmt)).scalar_one_or_none()
     if value is None:  # the first migration creates it

@@ -2,7 +2,8 @@
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on, and
 every transaction starts with ``BEGIN IMMEDIATE`` so concurrent writers queue up instead of
-failing on a lock upgrade. PostgreSQL goes through asyncpg.
+failing on a lock upgrade; it goes through aiosqlite, one trip to its thread per statement
+(:mod:`.sqlite_driver`). PostgreSQL goes through asyncpg.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from inbox_daemon.errors import ConfigError
+from inbox_daemon.store import sqlite_driver
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -35,7 +37,7 @@ def parse_url(url: str) -> URL:
         raise ConfigError(f"invalid database url {url!r}: {exc}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
+        return parsed.set(drivername=sqlite_driver.DRIVER)
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg")
     raise ConfigError(

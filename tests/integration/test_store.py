@@ -267,3 +267,55 @@ def test_file_store_is_content_addressed(tmp_path: Path) -> None:
     assert files == [store.path_for(sha)]
     with pytest.raises(ValueError, match="not a SHA-256"):
         store.path_for("../../etc/passwd")
+
+
+async def test_sqlite_statements_make_one_trip_to_the_driver_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """store/sqlite_driver.py: each statement is one call on aiosqlite's thread, and what
+    SQLAlchemy reads back (rows, row counts, ids, errors) is as with SQLAlchemy's own cursor."""
+    import aiosqlite
+
+    from inbox_daemon.store.migrate import upgrade
+
+    db = Database(f"sqlite:///{tmp_path / 'trips.db'}")
+    await upgrade(db)
+    trips: list[str] = []
+    real = aiosqlite.Connection._execute
+
+    async def counting(self: aiosqlite.Connection, fn: object, *args: object) -> object:
+        trips.append(getattr(fn, "__name__", "?"))
+        return await real(self, fn, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    now = datetime.now(UTC)
+    try:
+        async with db.transaction() as s:
+            await s.execute(text("SELECT 1"))  # the transaction's BEGIN IMMEDIATE is behind us
+            trips.clear()
+            rows = [
+                {"channel": "email", "mailbox": "m", "external_id": str(i), "outcome": "x",
+                 "created_at": now}
+                for i in range(3)
+            ]  # fmt: skip
+            await s.execute(insert(ReceiptRow), rows)  # executemany
+            assert trips == ["_run"]
+            row = ReceiptRow(channel="email", mailbox="m", external_id="9", outcome="x",
+                             created_at=now)  # fmt: skip
+            s.add(row)
+            await s.flush()  # an INSERT whose new id SQLAlchemy reads back
+            assert row.id == 4
+            assert trips == ["_run"] * 2
+            counted = await s.scalar(select(func.count()).select_from(ReceiptRow))
+            assert counted == 4
+            result = await s.execute(text("UPDATE receipts SET outcome = 'y' WHERE id <= 2"))
+            assert result.rowcount == 2  # type: ignore[attr-defined]
+            assert trips == ["_run"] * 4
+        with pytest.raises(IntegrityError):
+            async with db.transaction() as s:
+                await s.execute(insert(ReceiptRow), rows[:1])  # the same source again
+        async with db.transaction() as s:
+            outcomes = (await s.execute(select(ReceiptRow.outcome).order_by(ReceiptRow.id))).all()
+        assert [o for (o,) in outcomes] == ["y", "y", "x", "x"]
+    finally:
+        await db.dispose()
