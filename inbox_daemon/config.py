@@ -176,6 +176,9 @@ class DaemonSettings(_Section):
     #: PostgreSQL: a mailbox is polled by the instance holding its lease, renewed every third of
     #: this; a lease not renewed for this long is taken over by another instance.
     lease_seconds: float = Field(default=30, gt=0)
+    #: IMAP mail is parsed in a worker process beside the database work (false: in a thread
+    #: of the daemon itself).
+    parse_in_worker: bool = True
 
 
 class Settings(BaseSettings):

@@ -8,6 +8,7 @@ it needs (``with_channels=False`` needs no mail or Slack secrets).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from inbox_daemon.cases.sla import SlaPolicy
 from inbox_daemon.channels.base import InboundChannel, Sink
 from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.channels.email.maildir import MaildirChannel
+from inbox_daemon.channels.email.parse_worker import ParseWorker
 from inbox_daemon.channels.email.smtp import EmailSender
 from inbox_daemon.channels.slack.app import SlackApp, make_client
 from inbox_daemon.channels.slack.background import Background
@@ -75,6 +77,8 @@ class Runtime:
             options=self._intake_options(settings, self._templates()),
         )
         self.rules.on_change.append(self._reload_templates)
+        #: Parses fetched IMAP batches beside the database work ([daemon] parse_in_worker).
+        self.parse_worker = ParseWorker() if settings.daemon.parse_in_worker else None
         out = settings.outbox
         senders: dict[str, Sender] = {}
         if with_channels:
@@ -196,6 +200,7 @@ class Runtime:
                     checkpoint=checkpoint,
                     our_addresses=settings.our_addresses,
                     spool_parent=spool,
+                    parse_worker=self.parse_worker,
                 )
             )
         return channels
@@ -205,6 +210,8 @@ class Runtime:
             return await repo.queues_with_open_cases(session)
 
     async def close(self) -> None:
+        if self.parse_worker is not None:
+            await asyncio.to_thread(self.parse_worker.close)
         await self.db.dispose()
 
 

@@ -37,6 +37,7 @@ from inbox_daemon.channels.email.imap_auth import (
 )
 from inbox_daemon.channels.email.imap_session import ImapSession
 from inbox_daemon.channels.email.imap_wire import FetchedMessage, uid_set
+from inbox_daemon.channels.email.parse_worker import ParseWorker, RawMail
 from inbox_daemon.channels.email.spool import SPOOL_THRESHOLD, spool_directory
 from inbox_daemon.config import MailboxSettings, read_secret
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, ConfigError
@@ -132,6 +133,7 @@ class ImapChannel:
         idle_renew: float = IDLE_RENEW,
         spool_threshold: int = SPOOL_THRESHOLD,
         spool_parent: Path | None = None,
+        parse_worker: ParseWorker | None = None,
     ) -> None:
         if (password is None) == (token_provider is None):
             raise ConfigError(f"mailbox {settings.name}: give a password or a token provider")
@@ -154,6 +156,8 @@ class ImapChannel:
         #: the system's temp dir if None) instead of into memory.
         self._spool_threshold = spool_threshold
         self._spool_parent = spool_parent
+        #: Parses fetched batches in a worker process (None: in a thread, with ``parse``).
+        self._worker = parse_worker
         self._ssl = ssl_context_for(settings)
         self._port = settings.port or (993 if settings.tls == "ssl" else 143)
         self._user = settings.username or settings.address
@@ -182,6 +186,7 @@ class ImapChannel:
         parse: ParseMessage = parse_lazily,
         our_addresses: Collection[str] | None = None,
         spool_parent: Path | None = None,
+        parse_worker: ParseWorker | None = None,
     ) -> ImapChannel:
         """A channel whose password or OAuth2 secrets are read as the settings say."""
         name = f"imap:{settings.name}"
@@ -194,6 +199,7 @@ class ImapChannel:
                 parse=parse,
                 our_addresses=our_addresses,
                 spool_parent=spool_parent,
+                parse_worker=parse_worker,
             )
         password = read_secret(
             env=settings.password_env,
@@ -207,6 +213,7 @@ class ImapChannel:
             parse=parse,
             our_addresses=our_addresses,
             spool_parent=spool_parent,
+            parse_worker=parse_worker,
         )
 
     # -- the loop ---------------------------------------------------------------------------
@@ -366,13 +373,29 @@ class ImapChannel:
             listener(elapsed)
         if pending:
             self._log.info("imap.backlog", messages=len(pending), after_uid=self.position.uid)
-        for batch in _batches(pending, self.settings.batch_messages, self._spool_threshold):
-            if len(batch) == 1 and batch[0][1] > self._spool_threshold:
-                await self._deliver_large(session, uidvalidity, *batch[0], sink)
-                continue
-            uids = [uid for uid, _size in batch]
-            fetched = [m for m in await session.fetch(uids) if m.uid > self.position.uid]
-            await self._deliver(session, await self._parse(uidvalidity, fetched), sink)
+        # While the sink stores one batch, the next one is fetched and parsed (in the worker
+        # process, if the channel has one): fetch, parse and the database overlap.
+        parsing: asyncio.Task[list[Delivery]] | None = None
+        try:
+            for batch in _batches(pending, self.settings.batch_messages, self._spool_threshold):
+                if len(batch) == 1 and batch[0][1] > self._spool_threshold:
+                    if parsing is not None:
+                        await self._deliver(session, await parsing, sink)
+                        parsing = None
+                    await self._deliver_large(session, uidvalidity, *batch[0], sink)
+                    continue
+                uids = [uid for uid, _size in batch]
+                fetched = [m for m in await session.fetch(uids) if m.uid > self.position.uid]
+                upcoming = asyncio.create_task(self._parse(uidvalidity, fetched))
+                if parsing is not None:
+                    await self._deliver(session, await parsing, sink)
+                parsing = upcoming
+            if parsing is not None:
+                await self._deliver(session, await parsing, sink)
+                parsing = None
+        finally:
+            if parsing is not None:
+                parsing.cancel()
 
     async def _deliver_large(
         self, session: ImapSession, uidvalidity: int, uid: int, size: int, sink: Sink
@@ -405,8 +428,23 @@ class ImapChannel:
             await self._deliver(session, [delivery], sink)
 
     async def _parse(self, uidvalidity: int, messages: list[FetchedMessage]) -> list[Delivery]:
-        """The deliveries of a fetched batch, each checkpoint naming the batch's first UID."""
+        """The deliveries of a fetched batch, each checkpoint naming the batch's first UID;
+        parsed in the worker process if the channel has one, else in a thread."""
         first = messages[0].uid if messages else 0
+        if self._worker is not None:
+            mails = [
+                RawMail(
+                    message.raw,
+                    f"{uidvalidity}:{message.uid}",
+                    message.internal_date,
+                    Checkpoint(uidvalidity, message.uid, group_start=first),
+                )
+                for message in messages
+            ]
+            return await self._worker.deliveries(
+                mails, mailbox=self.settings.name, our_addresses=self._our_addresses,
+                log=self._log,
+            )  # fmt: skip
         return [
             await make_delivery(
                 message.raw,

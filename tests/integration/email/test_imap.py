@@ -31,6 +31,7 @@ from inbox_daemon.channels.email.imap_wire import (
     parse_listing,
     uid_set,
 )
+from inbox_daemon.channels.email.parse_worker import ParseWorker
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, RejectedMessage
 from inbox_daemon.messages import InboundMessage
@@ -342,6 +343,33 @@ async def test_a_batch_sink_takes_a_fetched_batch_at_once(dovecot: MailAccount) 
     assert [d.checkpoint.group_start for d in sink.deliveries if d.checkpoint] == [uids[0]] * 3 + [
         uids[3]
     ] * 2
+
+
+async def test_batches_parsed_in_a_worker_arrive_in_order_while_the_sink_works(
+    dovecot: MailAccount,
+) -> None:
+    uids = [dovecot.append(make_mail(f"n{i}")) for i in range(5)]
+    worker = ParseWorker()
+    order: list[str] = []
+
+    async def slow(delivery: Delivery) -> None:
+        order.append(delivery.external_id)
+        await asyncio.sleep(0.05)  # the next batch is fetched and parsed meanwhile
+
+    sink = BatchSink(slow)
+    channel = channel_for(
+        dovecot, settings=settings_for(dovecot, batch_messages=2), parse=parse_lazily,
+        parse_worker=worker,
+    )  # fmt: skip
+    try:
+        assert await asyncio.wait_for(channel.run_once(sink), 10) == 5
+    finally:
+        worker.close()
+    v = dovecot.uidvalidity()
+    assert order == [f"{v}:{u}" for u in uids]
+    assert sink.batches == [order[0:2], order[2:4], order[4:]]
+    assert [d.message.subject for d in sink.deliveries if d.message] == [f"n{i}" for i in range(5)]
+    assert all("\\Seen" in dovecot.flags(u) for u in uids)
 
 
 async def test_a_batch_whose_acknowledgement_is_lost_is_offered_again_whole(

@@ -1,0 +1,197 @@
+"""Parsing mail in a worker process, beside the event loop's database work.
+
+Parsing is pure Python and holds the GIL: in a thread it takes its time from the event loop,
+which meanwhile stores the previous batch. :class:`ParseWorker` parses a whole fetched batch in
+one call to a worker process (a ``forkserver`` child: none of the daemon's threads, sockets or
+database connections) and hands back, per mail, the message or why it was rejected, exactly as
+:func:`~inbox_daemon.channels.email.delivery.make_delivery` would have.
+
+A worker that dies (killed, out of memory) costs nothing but time: the batch is parsed again in
+a thread of the daemon, logged, and the next batch starts a fresh worker. The program that uses
+it must guard its main module (``if __name__ == "__main__":``), as multiprocessing requires;
+``python -m inbox_daemon`` and the installed ``inbox-daemon`` script do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import select
+import threading
+import time
+import traceback
+from collections.abc import Collection, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from inbox_daemon.channels.base import Checkpoint, Delivery
+from inbox_daemon.channels.email.delivery import CHANNEL, ParseMessage, parse_lazily
+from inbox_daemon.errors import RejectedMessage
+from inbox_daemon.messages import InboundMessage
+
+#: Imported by the fork server once, before it forks a worker.
+PRELOAD = "inbox_daemon.channels.email.parse"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMail:
+    """One fetched mail to parse."""
+
+    raw: bytes
+    external_id: str
+    received_at: datetime | None = None
+    checkpoint: Checkpoint | None = None
+
+
+#: Per mail: the message, or None with the reason and (for a parser crash) the traceback.
+_Parsed = tuple[InboundMessage | None, str | None, str | None]
+
+
+def watch_parent(pid: int) -> None:
+    """In the worker, first thing: exit as soon as the daemon (``pid``) is gone, however it
+    ended. A pool's worker that loses its parent to SIGKILL otherwise waits forever, and keeps
+    the fork server alive with it."""
+
+    def watch() -> None:
+        try:
+            handle = os.pidfd_open(pid)
+        except OSError:  # gone already, or no pidfd here: ask every second
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    os._exit(0)
+                except PermissionError:
+                    pass
+                time.sleep(1)
+        select.select([handle], [], [])  # readable once the process has ended
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-daemon", daemon=True).start()
+
+
+def parse_all(
+    parse: ParseMessage, mailbox: str, our_addresses: Collection[str], mails: Sequence[RawMail]
+) -> list[_Parsed]:
+    """Parse every mail (in the worker): a rejection or a crash is an answer, never raised."""
+    parsed: list[_Parsed] = []
+    for mail in mails:
+        try:
+            message = parse(
+                mail.raw,
+                channel_mailbox=mailbox,
+                external_id=mail.external_id,
+                our_addresses=our_addresses,
+                received_at=mail.received_at,
+            )
+            parsed.append((message, None, None))
+        except RejectedMessage as exc:
+            parsed.append((None, str(exc) or "rejected by the parser", None))
+        except Exception as exc:
+            reason = f"parser failed: {type(exc).__name__}: {exc}"
+            parsed.append((None, reason, traceback.format_exc()))
+    return parsed
+
+
+class ParseWorker:
+    """Parses batches of mail in a worker process (see the module docstring)."""
+
+    def __init__(self, parse: ParseMessage = parse_lazily) -> None:
+        #: A module-level function: the worker finds it again by its module and name.
+        self.parse = parse
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        #: Why no worker process could be used, once that happened: parsing stays in-process.
+        self.unavailable: str | None = None
+
+    async def deliveries(
+        self,
+        mails: Sequence[RawMail],
+        *,
+        mailbox: str,
+        our_addresses: Collection[str],
+        log: Any,
+    ) -> list[Delivery]:
+        """The deliveries of ``mails``, parsed in the worker (or here, if it was lost)."""
+        if not mails:
+            return []
+        call = (self.parse, mailbox, frozenset(our_addresses), list(mails))
+        if self.unavailable is not None:
+            parsed = await asyncio.to_thread(parse_all, *call)
+        else:
+            parsed = await self._in_worker(call, log)
+        deliveries = []
+        for mail, (message, error, trace) in zip(mails, parsed, strict=True):
+            if error is not None:
+                bound = log.bind(external_id=mail.external_id)
+                if trace is None:
+                    bound.info("mail.rejected", reason=error)
+                else:
+                    bound.error("mail.parser_failed", error=error, traceback=trace)
+            deliveries.append(
+                Delivery(
+                    channel=CHANNEL,
+                    mailbox=mailbox,
+                    external_id=mail.external_id,
+                    raw=mail.raw,
+                    message=message,
+                    error=error,
+                    checkpoint=mail.checkpoint,
+                )
+            )
+        return deliveries
+
+    async def _in_worker(self, call: tuple[Any, ...], log: Any) -> list[_Parsed]:
+        pool: ProcessPoolExecutor | None = None
+        try:
+            pool = self._running()
+            return await asyncio.get_running_loop().run_in_executor(pool, parse_all, *call)
+        except BrokenProcessPool:
+            log.warning("parse_worker.lost", mails=len(call[3]), action="parsing them here")
+            self._discard(pool)
+        except Exception as exc:  # no process can be started here (a sandbox, a limit)
+            self.unavailable = f"{type(exc).__name__}: {exc}"
+            log.error("parse_worker.unavailable", error=self.unavailable,
+                      action="parsing in the daemon from now on")  # fmt: skip
+            if pool is not None:
+                self._discard(pool)
+        return await asyncio.to_thread(parse_all, *call)
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker's process id, once it runs (for diagnostics and tests)."""
+        pool = self._pool
+        processes = getattr(pool, "_processes", None) or {}
+        return sorted(int(pid) for pid in processes)
+
+    def close(self) -> None:
+        """Stop the worker (a later batch starts another)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _running(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload([PRELOAD])
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=context,
+                    initializer=watch_parent,
+                    initargs=(os.getpid(),),
+                )
+            return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor | None) -> None:
+        if pool is None:
+            return
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
