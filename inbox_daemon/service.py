@@ -167,13 +167,19 @@ class CaseService:
             return case
 
     async def create_in(
-        self, session: AsyncSession, draft: Case, actor: Actor, parent_id: int | None = None
+        self,
+        session: AsyncSession,
+        draft: Case,
+        actor: Actor,
+        parent_id: int | None = None,
+        tags: Sequence[str] = (),
     ) -> tuple[Case, CaseRow]:
         """Create a case inside the caller's transaction (used by ingestion too)."""
         now = self.clock()
         number = await repo.next_case_number(session)
         outcome = lifecycle.new_case(replace(draft, number=number, created_at=now), now)
         row = repo.new_row(outcome.case, parent_id)
+        row.tags = sorted(set(tags))
         session.add(row)
         await session.flush()
         repo.audit(session, row.id, at=now, actor=actor, action="create", changes=outcome.changes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,8 @@ class BatchLookups:
     open_contacts: set[tuple[str, str]] = field(default_factory=set)
     #: Lower-cased sender -> automatic answers to it since the batch's window started.
     automatic: dict[str, int] = field(default_factory=dict)
+    #: The batch's receipts, written together once the batch is done.
+    receipts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     async def load(

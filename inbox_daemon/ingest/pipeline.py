@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -193,9 +194,8 @@ class Ingestor:
                 for d in deliveries
                 if d.message is not None and (d.channel, d.mailbox, d.external_id) not in taken
             ]
-            if fresh:
-                lookups = await BatchLookups.load(session, fresh, self.service.clock())
-                lookups.attach(session)
+            lookups = await BatchLookups.load(session, fresh, self.service.clock())
+            lookups.attach(session)
             results: list[IngestResult] = []
             for delivery in deliveries:
                 msg = delivery.message
@@ -208,6 +208,10 @@ class Ingestor:
                 else:
                     result = await self._take(session, delivery, msg)
                 results.append(result)
+            if lookups.receipts:
+                # Their unique keys make a concurrent twin (another instance, the same message)
+                # fail here or at its own commit; the loser finds the message a duplicate.
+                await session.execute(insert(ReceiptRow), lookups.receipts)
             checkpoints = [d for d in deliveries if d.checkpoint is not None]
             for delivery in checkpoints[-1:]:
                 assert delivery.checkpoint is not None
@@ -232,8 +236,6 @@ class Ingestor:
             self._receipt(session, delivery, None, "duplicate", activity_id, now)
             return IngestResult("duplicate", detail=f"same message as {external_id}")
         result = await self._place(session, msg, now)
-        # Its unique keys make a concurrent twin (another instance, the same message) fail at
-        # the latest when this transaction commits; the twin is then found as a duplicate.
         self._receipt(session, delivery, msg, result.outcome, result.activity_id, now)
         if lookups is not None:
             lookups.taken(msg, delivery.external_id, result.activity_id)
@@ -247,19 +249,24 @@ class Ingestor:
         outcome: str,
         activity_id: int | None,
         now: datetime,
-    ) -> ReceiptRow:
-        row = ReceiptRow(
-            channel=delivery.channel,
-            mailbox=delivery.mailbox,
-            external_id=delivery.external_id,
-            message_id=msg.message_id if msg else None,
-            content_hash=msg.content_hash if msg else None,
-            activity_id=activity_id,
-            outcome=outcome,
-            created_at=now,
-        )
-        session.add(row)
-        return row
+    ) -> None:
+        """Record that this delivery was taken in; in a batch, with the batch's other receipts
+        in one INSERT when the batch is done (see :meth:`_ingest`)."""
+        values = {
+            "channel": delivery.channel,
+            "mailbox": delivery.mailbox,
+            "external_id": delivery.external_id,
+            "message_id": msg.message_id if msg else None,
+            "content_hash": msg.content_hash if msg else None,
+            "activity_id": activity_id,
+            "outcome": outcome,
+            "created_at": now,
+        }
+        lookups = lookups_of(session)
+        if lookups is not None:
+            lookups.receipts.append(values)
+        else:
+            session.add(ReceiptRow(**values))
 
     async def _quarantine(
         self, session: AsyncSession, delivery: Delivery, reason: str
@@ -395,10 +402,8 @@ class Ingestor:
         draft = self.routing.draft(msg, decision, rules, now)
         draft = await self.routing.assignee(session, draft, decision, rules, now)
         _case, row = await self.service.create_in(
-            session, draft, actor, parent_id=parent.id if parent else None
+            session, draft, actor, parent_id=parent.id if parent else None, tags=decision.tags
         )
-        if decision.tags:
-            row.tags = sorted(set(decision.tags))
         if rules is not None:
             repo.audit(
                 session,
