@@ -386,10 +386,9 @@ class ImapChannel:
                     continue
                 uids = [uid for uid, _size in batch]
                 fetched = [m for m in await session.fetch(uids) if m.uid > self.position.uid]
-                upcoming = asyncio.create_task(self._parse(uidvalidity, fetched))
-                if parsing is not None:
-                    await self._deliver(session, await parsing, sink)
-                parsing = upcoming
+                current, parsing = parsing, asyncio.create_task(self._parse(uidvalidity, fetched))
+                if current is not None:
+                    await self._deliver(session, await current, sink)
             if parsing is not None:
                 await self._deliver(session, await parsing, sink)
                 parsing = None
