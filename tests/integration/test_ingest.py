@@ -156,6 +156,14 @@ def ingest(svc: CaseService, tmp_path: Path, rules: LoadedRules) -> Ingestor:
     )
 
 
+#: RULES, and a rule that tags the mail of a customer who has an open case.
+REGULARS = RULES.replace(
+    "rules:\n",
+    "rules:\n  - name: regulars\n    when: {customer_has_open_cases: true}\n"
+    "    then: {tags: [regular]}\n",
+)
+
+
 def acknowledging(svc: CaseService, tmp_path: Path, rules: LoadedRules) -> Ingestor:
     """An Ingestor that acknowledges new cases, at most 3 answers per sender and hour."""
     return Ingestor(
@@ -622,14 +630,7 @@ async def test_a_batch_counts_its_own_answers_and_cases(
 ) -> None:
     """What one message of a batch changes (an answer sent, a case opened) the next one sees,
     exactly as if each had its own transaction."""
-    rules = load_rules_text(
-        RULES.replace(
-            "rules:\n",
-            "rules:\n  - name: regulars\n    when: {customer_has_open_cases: true}\n"
-            "    then: {tags: [regular]}\n",
-        ),
-        "rules.yaml",
-    )
+    rules = load_rules_text(REGULARS, "rules.yaml")
     ingest = acknowledging(svc, tmp_path, rules)
     await ingest(delivery(mail(1, "Earlier", sender="bot@loop.example")))  # one answer already
     bots = [delivery(mail(10 + i, f"Ticket {i}", sender="bot@loop.example")) for i in range(4)]
@@ -708,14 +709,7 @@ async def test_a_batch_writes_exactly_what_one_message_at_a_time_writes(
     mail, an unparseable one, a newcomer writing twice. Taken one at a time into one database
     and as one batch into another, they leave the same rows behind."""
 
-    rules = load_rules_text(
-        RULES.replace(
-            "rules:\n",
-            "rules:\n  - name: regulars\n    when: {customer_has_open_cases: true}\n"
-            "    then: {tags: [regular]}\n",
-        ),
-        "rules.yaml",
-    )
+    rules = load_rules_text(REGULARS, "rules.yaml")
 
     async def prepare(database: Database) -> tuple[Ingestor, str]:
         def sla_lookup(name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
