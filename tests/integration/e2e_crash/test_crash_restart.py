@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_helpers import append_all, pg_rows, unseen_uids
 from servers.dovecot import MailAccount
 
 from inbox_daemon.config import Settings
@@ -54,9 +55,13 @@ MIN_KILLS = 5
 #: Rounds of start + kill at most (kills during start-up or before the first commit count
 #: towards this bound but not towards MIN_KILLS).
 MAX_ROUNDS = 30
-#: The kill comes this long (seeded, uniform) after the daemon logged "daemon ready" (and, on
-#: PostgreSQL, took the mailbox's lease).
-KILL_AFTER = (0.02, 0.3)
+#: The kill comes this long (seeded, uniform) after the run's first commit (its log says
+#: "message taken in"): between transactions, inside one, or between a commit and its \Seen.
+KILL_AFTER = (0.0, 0.1)
+#: This share of the kills comes instead the same while after "daemon ready" (and, on
+#: PostgreSQL, the mailbox's lease): during start-up, the first fetch or the first batch. How
+#: long a machine takes to get there varies too much to count on them landing mid-backlog.
+EARLY_KILLS = 0.25
 READY_TIMEOUT = 30.0
 FINISH_TIMEOUT = 60.0
 PASSWORD_ENV = "INBOX_CRASH_TEST_IMAP_PASSWORD"
@@ -113,38 +118,6 @@ def make_corpus(rng: random.Random, count: int = MAILS) -> Corpus:
     return Corpus(raws, ids, parents, attachments)
 
 
-def append_all(account: MailAccount, raws: list[bytes]) -> list[int]:
-    """Append every mail over one connection; returns their UIDs in order."""
-    uids = []
-    with account.connect() as conn:
-        for raw in raws:
-            typ, data = conn.append("INBOX", None, None, raw)
-            assert typ == "OK", data
-            found = re.search(rb"\[APPENDUID \d+ (\d+)\]", data[0] or b"")
-            assert found, data
-            uids.append(int(found.group(1)))
-    return uids
-
-
-def server_flags(account: MailAccount) -> dict[int, set[str]]:
-    """UID -> flags of every message in INBOX, in one FETCH."""
-    flags: dict[int, set[str]] = {}
-    with account.connect() as conn:
-        typ, data = conn.select("INBOX", readonly=True)
-        assert typ == "OK", data
-        typ, data = conn.uid("FETCH", "1:*", "(UID FLAGS)")
-        assert typ == "OK", data
-        for item in data:
-            line = item[0] if isinstance(item, tuple) else item
-            if not isinstance(line, bytes):
-                continue
-            uid = re.search(rb"UID (\d+)", line)
-            found = re.search(rb"FLAGS \(([^)]*)\)", line)
-            if uid and found:
-                flags[int(uid.group(1))] = set(found.group(1).decode().split())
-    return flags
-
-
 # --- the database, read from outside the daemon ----------------------------------------------
 
 
@@ -165,20 +138,10 @@ class Backend:
                 return conn.execute(sql).fetchall()
             finally:
                 conn.close()
-        return asyncio.run(_pg_rows(self.url, sql))
+        return asyncio.run(pg_rows(self.url, sql))
 
     def scalar(self, sql: str) -> Any:
         return self.rows(sql)[0][0]
-
-
-async def _pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        return [tuple(r) for r in await conn.fetch(sql)]
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -346,6 +309,10 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
                 "the mailbox lease",
             )
         delay = rng.uniform(*KILL_AFTER)
+        if rng.random() >= EARLY_KILLS:
+            daemon.wait_until(
+                lambda: daemon.logged("message taken in"), READY_TIMEOUT, "a first commit"
+            )
         time.sleep(delay)
         daemon.kill()
         after = taken_in()
@@ -361,7 +328,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     last_uid = max(uids)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the last \Seen follows the last commit closely
-        unseen = sorted(u for u, f in server_flags(dovecot).items() if "\\Seen" not in f)
+        unseen = unseen_uids(dovecot)
         if not unseen:
             break
         time.sleep(0.1)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_helpers import append_all, pg_rows, unseen_uids
 from servers.dovecot import MailAccount
 
 from tests.conftest import drop_postgres_database, make_postgres_database, require_postgres
@@ -67,41 +68,6 @@ def make_mails() -> tuple[list[bytes], list[str]]:
         raws.append(msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         ids.append(mid)
     return raws, ids
-
-
-def append_all(account: MailAccount, raws: list[bytes]) -> None:
-    with account.connect() as conn:
-        for raw in raws:
-            typ, data = conn.append("INBOX", None, None, raw)
-            assert typ == "OK", data
-
-
-def unseen_uids(account: MailAccount) -> list[int]:
-    unseen = []
-    with account.connect() as conn:
-        typ, data = conn.select("INBOX", readonly=True)
-        assert typ == "OK", data
-        typ, data = conn.uid("FETCH", "1:*", "(UID FLAGS)")
-        assert typ == "OK", data
-        for item in data:
-            line = item[0] if isinstance(item, tuple) else item
-            if not isinstance(line, bytes):
-                continue
-            uid = re.search(rb"UID (\d+)", line)
-            flags = re.search(rb"FLAGS \(([^)]*)\)", line)
-            if uid and flags and b"\\Seen" not in flags.group(1).split():
-                unseen.append(int(uid.group(1)))
-    return sorted(unseen)
-
-
-async def _pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        return [tuple(r) for r in await conn.fetch(sql)]
-    finally:
-        await conn.close()
 
 
 @dataclass
@@ -209,7 +175,7 @@ def test_second_daemon_takes_over_the_mailbox_of_a_killed_one(
     set_up_home(home, dovecot, env)
 
     def rows(sql: str) -> list[tuple[Any, ...]]:
-        return asyncio.run(_pg_rows(pg_url, sql))
+        return asyncio.run(pg_rows(pg_url, sql))
 
     def taken_in() -> int:
         return int(rows("SELECT count(*) FROM receipts")[0][0])
