@@ -65,16 +65,17 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     (tmp_path / "var" / "maildir" / "tmp").mkdir(parents=True, exist_ok=True)
     (tmp_path / "var" / "maildir" / "new").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INBOX_DAEMON_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inbox_daemon", "run"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    seen = ""
+    # The log goes to a file: a pipe nobody reads fills up and stops a busy daemon mid-write.
+    with daemon_log(tmp_path).open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inbox_daemon", "run"],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     deadline = time.monotonic() + 30
-    while "daemon ready" not in seen and time.monotonic() < deadline:
-        seen += proc.stdout.readline()
-    assert "daemon ready" in seen, seen
+    while "daemon ready" not in daemon_log(tmp_path).read_text() and time.monotonic() < deadline:
+        assert proc.poll() is None, daemon_log(tmp_path).read_text()
+        time.sleep(0.05)
+    assert "daemon ready" in daemon_log(tmp_path).read_text()
     try:
         yield tmp_path, proc
     finally:
@@ -84,6 +85,10 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def daemon_log(home: Path) -> Path:
+    return home / "daemon.log"
 
 
 def test_maildir_mail_becomes_a_case_and_is_acknowledged(
@@ -139,8 +144,7 @@ def test_rules_reload_under_a_running_daemon(daemon: tuple[Path, subprocess.Pope
     assert cases(home)["invoice 4"]["queue"] == "billing"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
-    assert proc.stdout is not None
-    log = proc.stdout.read()
+    log = daemon_log(home).read_text()
     assert "rules rejected; the last good rules stay in force" in log
     assert "unknown queue 'nowhere'" in log
 
@@ -171,8 +175,7 @@ def test_sighup_reloads_the_config(daemon: tuple[Path, subprocess.Popen[str]]) -
     assert len(list(outgoing.iterdir())) == 1
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
-    assert proc.stdout is not None
-    log = proc.stdout.read()
+    log = daemon_log(home).read_text()
     assert "config rejected; the running settings stay" in log
     assert "config changes that need a restart" in log
     assert '"sections": ["storage"]' in log
