@@ -114,7 +114,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     def nextset(self) -> None:
-        raise NotImplementedError("SQLite has one result set per statement")
+        return None  # DB-API: None, no further result set (SQLite has one per statement)
 
     def setinputsizes(self, *inputsizes: Any) -> None:
         return None

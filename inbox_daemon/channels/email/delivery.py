@@ -11,6 +11,7 @@ rejection into a delivery that carries its reason (the pipeline quarantines it).
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Callable, Collection
 from datetime import datetime
 from functools import partial
@@ -173,22 +174,42 @@ async def make_file_delivery(
     )
 
 
+#: A parse's answer: the message, or None with why and (for a parser crash) the traceback.
+Parsed = tuple[InboundMessage | None, str | None, str | None]
+
+
+def parse_one(
+    call: Callable[[], InboundMessage], passing: tuple[type[Exception], ...] = ()
+) -> Parsed:
+    """``call()``: a rejection or a parser crash is an answer, not an exception (those in
+    ``passing`` are raised). Runs wherever the parsing runs: a thread or the parse worker."""
+    try:
+        return call(), None, None
+    except RejectedMessage as exc:
+        return None, str(exc) or "rejected by the parser", None
+    except passing:
+        raise
+    except Exception as exc:
+        return None, f"parser failed: {type(exc).__name__}: {exc}", traceback.format_exc()
+
+
+def log_parsed(log: Any, external_id: str, error: str | None, trace: str | None) -> None:
+    """Say why a mail was not parsed (nothing when it was)."""
+    if error is None:
+        return
+    if trace is None:
+        log.info("mail.rejected", external_id=external_id, reason=error)
+    else:
+        log.error("mail.parser_failed", external_id=external_id, error=error, traceback=trace)
+
+
 async def _parsed(
     call: Callable[[], InboundMessage],
     external_id: str,
     log: Any,
     passing: tuple[type[Exception], ...] = (),
 ) -> tuple[InboundMessage | None, str | None]:
-    """``call()`` in a worker thread: the message, or None and why (exceptions in ``passing``
-    are raised instead)."""
-    try:
-        return await asyncio.to_thread(call), None
-    except RejectedMessage as exc:
-        error = str(exc) or "rejected by the parser"
-        log.info("mail.rejected", external_id=external_id, reason=error)
-    except passing:
-        raise
-    except Exception as exc:
-        error = f"parser failed: {type(exc).__name__}: {exc}"
-        log.error("mail.parser_failed", external_id=external_id, exc_info=True)
-    return None, error
+    """:func:`parse_one` in a worker thread, logged."""
+    message, error, trace = await asyncio.to_thread(parse_one, call, passing)
+    log_parsed(log, external_id, error, trace)
+    return message, error

@@ -20,18 +20,23 @@ import os
 import select
 import threading
 import time
-import traceback
 from collections.abc import Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from inbox_daemon.channels.base import Checkpoint, Delivery
-from inbox_daemon.channels.email.delivery import CHANNEL, ParseMessage, parse_lazily
-from inbox_daemon.errors import RejectedMessage
-from inbox_daemon.messages import InboundMessage
+from inbox_daemon.channels.email.delivery import (
+    CHANNEL,
+    Parsed,
+    ParseMessage,
+    log_parsed,
+    parse_lazily,
+    parse_one,
+)
 
 #: Imported by the fork server once, before it forks a worker.
 PRELOAD = "inbox_daemon.channels.email.parse"
@@ -45,10 +50,6 @@ class RawMail:
     external_id: str
     received_at: datetime | None = None
     checkpoint: Checkpoint | None = None
-
-
-#: Per mail: the message, or None with the reason and (for a parser crash) the traceback.
-_Parsed = tuple[InboundMessage | None, str | None, str | None]
 
 
 def watch_parent(pid: int) -> None:
@@ -76,25 +77,21 @@ def watch_parent(pid: int) -> None:
 
 def parse_all(
     parse: ParseMessage, mailbox: str, our_addresses: Collection[str], mails: Sequence[RawMail]
-) -> list[_Parsed]:
+) -> list[Parsed]:
     """Parse every mail (in the worker): a rejection or a crash is an answer, never raised."""
-    parsed: list[_Parsed] = []
-    for mail in mails:
-        try:
-            message = parse(
+    return [
+        parse_one(
+            partial(
+                parse,
                 mail.raw,
                 channel_mailbox=mailbox,
                 external_id=mail.external_id,
                 our_addresses=our_addresses,
                 received_at=mail.received_at,
             )
-            parsed.append((message, None, None))
-        except RejectedMessage as exc:
-            parsed.append((None, str(exc) or "rejected by the parser", None))
-        except Exception as exc:
-            reason = f"parser failed: {type(exc).__name__}: {exc}"
-            parsed.append((None, reason, traceback.format_exc()))
-    return parsed
+        )
+        for mail in mails
+    ]
 
 
 class ParseWorker:
@@ -126,12 +123,7 @@ class ParseWorker:
             parsed = await self._in_worker(call, log)
         deliveries = []
         for mail, (message, error, trace) in zip(mails, parsed, strict=True):
-            if error is not None:
-                bound = log.bind(external_id=mail.external_id)
-                if trace is None:
-                    bound.info("mail.rejected", reason=error)
-                else:
-                    bound.error("mail.parser_failed", error=error, traceback=trace)
+            log_parsed(log, mail.external_id, error, trace)
             deliveries.append(
                 Delivery(
                     channel=CHANNEL,
@@ -145,7 +137,7 @@ class ParseWorker:
             )
         return deliveries
 
-    async def _in_worker(self, call: tuple[Any, ...], log: Any) -> list[_Parsed]:
+    async def _in_worker(self, call: tuple[Any, ...], log: Any) -> list[Parsed]:
         pool: ProcessPoolExecutor | None = None
         try:
             pool = self._running()
