@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp import web
-from channel_helpers import simple_parse
+from channel_helpers import Sink, simple_parse
 from servers.dovecot import DovecotServer, MailAccount
 
 from inbox_daemon.channels.base import Checkpoint, Delivery, IngestResult
@@ -51,33 +51,6 @@ def make_mail(subject: str = "Printer on fire", body: str = "Please help.\r\n") 
         "\r\n"
         f"{body}"
     ).encode()
-
-
-class Sink:
-    """Collects deliveries; ``hook`` runs inside the sink (before it returns)."""
-
-    def __init__(self, hook: Callable[[Delivery], Awaitable[None]] | None = None) -> None:
-        self.deliveries: list[Delivery] = []
-        self.hook = hook
-        self._changed = asyncio.Event()
-
-    async def __call__(self, delivery: Delivery) -> IngestResult:
-        self.deliveries.append(delivery)
-        self._changed.set()
-        if self.hook is not None:
-            await self.hook(delivery)
-        return IngestResult("created", case_number=f"C-{len(self.deliveries)}")
-
-    @property
-    def ids(self) -> list[str]:
-        return [d.external_id for d in self.deliveries]
-
-    async def wait_for(self, count: int, within: float = 5.0) -> list[Delivery]:
-        async with asyncio.timeout(within):
-            while len(self.deliveries) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.deliveries
 
 
 def settings_for(account: MailAccount, **overrides: Any) -> MailboxSettings:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import structlog
-from channel_helpers import simple_parse
+from channel_helpers import Sink, simple_parse
 from sqlalchemy import select
 
 from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult
@@ -42,31 +42,6 @@ def make_mail(subject: str) -> bytes:
         "\r\n"
         "Hello.\r\n"
     ).encode()
-
-
-class Sink:
-    def __init__(self, fail: bool = False) -> None:
-        self.deliveries: list[Delivery] = []
-        self.fail = fail
-        self.where_during: list[list[str]] = []
-        self._changed = asyncio.Event()
-        self.maildir: Path | None = None
-
-    async def __call__(self, delivery: Delivery) -> IngestResult:
-        self.deliveries.append(delivery)
-        if self.maildir is not None:
-            self.where_during.append(sorted(os.listdir(self.maildir / "new")))
-        self._changed.set()
-        if self.fail:
-            raise RuntimeError("database is down")
-        return IngestResult("created")
-
-    async def wait_for(self, count: int, within: float = 5.0) -> list[Delivery]:
-        async with asyncio.timeout(within):
-            while len(self.deliveries) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.deliveries
 
 
 def settings_for(path: Path, **overrides: Any) -> MailboxSettings:
@@ -116,8 +91,12 @@ def maildir(tmp_path: Path) -> Path:
 async def test_a_file_in_new_is_delivered_then_moved_to_cur_as_seen(maildir: Path) -> None:
     name = "1736157600.M1P2Q3.host"
     drop(maildir, name, make_mail("Printer on fire"), age=5)
-    sink = Sink()
-    sink.maildir = maildir
+    where_during: list[list[str]] = []
+
+    async def look(_delivery: Delivery) -> None:
+        where_during.append(sorted(os.listdir(maildir / "new")))
+
+    sink = Sink(look)
     channel = MaildirChannel(settings_for(maildir), simple_parse)
     async with running(channel, sink):
         [delivery] = await sink.wait_for(1)
@@ -125,7 +104,7 @@ async def test_a_file_in_new_is_delivered_then_moved_to_cur_as_seen(maildir: Pat
             if (maildir / "cur" / f"{name}:2,S").exists():
                 break
             await asyncio.sleep(0.01)
-    assert sink.where_during == [[name]]  # still in new/ while the sink ran
+    assert where_during == [[name]]  # still in new/ while the sink ran
     assert delivery.channel == "email"
     assert delivery.mailbox == "drop"
     assert delivery.external_id == name
