@@ -28,6 +28,7 @@ from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import ChannelKind, MessageFlags
 from inbox_daemon.store import cases as repo
+from inbox_daemon.store import ids
 from inbox_daemon.store.tables import ActivityRow, CaseRow
 
 __all__ = [
@@ -267,6 +268,7 @@ async def queue_acknowledgement(
     parent = incoming.message_id
     references = trim_references([*incoming.references, parent] if parent else incoming.references)
     activity = ActivityRow(
+        id=await ids.new_id(session, ActivityRow),
         case_id=case_row.id,
         kind=ActivityKind.EMAIL.value,
         direction=Direction.OUTGOING.value,
@@ -288,7 +290,6 @@ async def queue_acknowledgement(
         updated_at=now,
     )
     session.add(activity)
-    await session.flush()
     repo.audit(session, case_row.id, at=now, actor=ACTOR, action="acknowledgement",
                detail={"activity": activity.id, "message_id": activity.message_id})  # fmt: skip
     log.info("acknowledgement queued", case=case_row.number, message_id=activity.message_id)

@@ -31,6 +31,7 @@ from inbox_daemon.cases.enums import (
 from inbox_daemon.cases.model import Actor, Case, diff
 from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.store import cases as repo
+from inbox_daemon.store import ids
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow, ReceiptRow
 
@@ -179,9 +180,9 @@ class CaseService:
         number = await repo.next_case_number(session)
         outcome = lifecycle.new_case(replace(draft, number=number, created_at=now), now)
         row = repo.new_row(outcome.case, parent_id)
+        row.id = await ids.new_id(session, CaseRow)  # written with the transaction's next flush
         row.tags = sorted(set(tags))
         session.add(row)
-        await session.flush()
         repo.audit(session, row.id, at=now, actor=actor, action="create", changes=outcome.changes)
         return outcome.case, row
 
@@ -202,9 +203,12 @@ class CaseService:
     ) -> lifecycle.Outcome:
         """Apply a lifecycle event to a locked case row inside the caller's transaction."""
         now = self.clock()
-        ctx = lifecycle.Context(
-            now=now, open_activities=await repo.open_activity_ids(session, row.id)
+        open_ids = (
+            await repo.open_activity_ids(session, row.id)
+            if lifecycle.needs_open_activities(event)
+            else ()
         )
+        ctx = lifecycle.Context(now=now, open_activities=open_ids)
         case = repo.to_domain(row, await repo.parent_number(session, row))
         outcome = await self._with_sla(session, row, case, lifecycle.apply(case, event, ctx), now)
         repo.write_back(row, outcome.case)
@@ -229,7 +233,6 @@ class CaseService:
                 changes=outcome.changes,
                 detail={k: v for k, v in (detail or {}).items() if v is not None},
             )
-        await session.flush()
         return outcome
 
     async def _with_sla(
@@ -394,6 +397,7 @@ class CaseService:
         """A note or task on the case, audited, inside the caller's transaction."""
         now = self.clock()
         activity = ActivityRow(
+            id=await ids.new_id(session, ActivityRow),
             case_id=row.id,
             kind=kind.value,
             direction=Direction.INTERNAL.value,
@@ -405,7 +409,6 @@ class CaseService:
             updated_at=now,
         )
         session.add(activity)
-        await session.flush()
         detail: dict[str, object] = {"activity": activity.id}
         if subject:
             detail["subject"] = subject

@@ -210,6 +210,12 @@ class Notify:
 Effect: TypeAlias = SettleActivities | OpenFollowUp | Resumed | Notify
 
 
+def needs_open_activities(event: Event) -> bool:
+    """Whether applying ``event`` looks at the case's open activities (see :class:`Context`);
+    the caller need not look them up for any other."""
+    return isinstance(event, (Resolve, Cancel))
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What ``apply`` needs to know besides the case."""

@@ -1,11 +1,13 @@
 """What the messages of one intake batch need to know, looked up once for the whole batch.
 
-Three questions come up for most messages: was this very message (Message-ID and content) taken
-in before, from any mailbox; does its sender have an open case (a routing fact); how many
-automatic answers went to the sender in the last hour (the acknowledgement's limit). Asked one
-message at a time they cost three queries each; :class:`BatchLookups` asks each once per batch
-and keeps its answers true as the batch's own messages add receipts, open cases and answers.
-A pipeline without lookups (one message retried from quarantine) asks the database directly.
+Four questions come up for most messages: was this very message (Message-ID and content) taken
+in before, from any mailbox; which case does it answer (the case holding a Message-ID it
+refers to, or the case number in its subject); does its sender have an open case (a routing
+fact); how many automatic answers went to the sender in the last hour (the acknowledgement's
+limit). Asked one message at a time they cost a query each, and each query a flush of what the
+batch wrote before it; :class:`BatchLookups` asks each once per batch and keeps its answers
+true as the batch's own messages add receipts, activities, cases and answers. A pipeline
+without lookups (one message retried from quarantine) asks the database directly.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.acknowledge import RATE_WINDOW, recent_automatic_counts
+from inbox_daemon.cases.model import find_case_number
 from inbox_daemon.messages import InboundMessage
 from inbox_daemon.store import intake
 from inbox_daemon.store.tables import CaseRow
@@ -37,6 +40,11 @@ class BatchLookups:
     automatic: dict[str, int] = field(default_factory=dict)
     #: The batch's receipts, written together once the batch is done.
     receipts: list[dict[str, Any]] = field(default_factory=list)
+    #: Message-ID -> (activity id, case) of the newest activity carrying it, for every
+    #: Message-ID the batch's messages refer to, and those of the batch's own activities.
+    threads: dict[str, tuple[int, CaseRow]] = field(default_factory=dict)
+    #: Case number -> case, for the numbers in the batch's subjects and the batch's new cases.
+    numbers: dict[str, CaseRow | None] = field(default_factory=dict)
 
     @classmethod
     async def load(
@@ -53,6 +61,13 @@ class BatchLookups:
             lookups.content[(mid, digest)] = (external_id, activity_id)
         lookups.open_contacts = await intake.open_contacts(session, emails=emails, slacks=slacks)
         lookups.automatic = await recent_automatic_counts(session, senders, now - RATE_WINDOW)
+        refs = sorted({mid for m in messages for mid in m.thread_ids})
+        for mid, activity_id, case in await intake.cases_by_message_ids(session, refs):
+            lookups._thread(mid, activity_id, case)
+        numbers = {n for m in messages if (n := find_case_number(m.subject)) is not None}
+        lookups.numbers = dict.fromkeys(numbers)
+        for case in await intake.cases_by_numbers(session, numbers):
+            lookups.numbers[case.number] = case
         return lookups
 
     def attach(self, session: AsyncSession) -> None:
@@ -81,6 +96,33 @@ class BatchLookups:
             self.open_contacts.add(("email", row.contact_email))
         if row.contact_slack:
             self.open_contacts.add(("slack", row.contact_slack))
+
+    def thread_case(self, msg: InboundMessage) -> CaseRow | None:
+        """As :func:`inbox_daemon.store.intake.case_by_message_ids` would answer."""
+        newest: tuple[int, CaseRow] | None = None
+        for mid in msg.thread_ids:
+            found = self.threads.get(mid)
+            if found is not None and (newest is None or found[0] > newest[0]):
+                newest = found
+        return newest[1] if newest is not None else None
+
+    def numbered_case(self, number: str) -> CaseRow | Literal[False] | None:
+        """As :func:`inbox_daemon.store.intake.case_by_number` would answer; False: unknown
+        here (not a number the batch's subjects carry: ask the database)."""
+        return self.numbers.get(number, False)
+
+    def activity_added(self, activity_id: int, message_id: str | None, case: CaseRow) -> None:
+        if message_id:
+            self._thread(message_id, activity_id, case)
+
+    def case_added(self, case: CaseRow) -> None:
+        self.numbers[case.number] = case
+        self.case_open(case)
+
+    def _thread(self, message_id: str, activity_id: int, case: CaseRow) -> None:
+        known = self.threads.get(message_id)
+        if known is None or activity_id > known[0]:
+            self.threads[message_id] = (activity_id, case)
 
     def automatic_count(self, address: str) -> int:
         return self.automatic.get(address.strip().lower(), 0)

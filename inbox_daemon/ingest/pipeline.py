@@ -40,7 +40,7 @@ from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
 from inbox_daemon.router.loader import LoadedRules
 from inbox_daemon.service import CaseService
 from inbox_daemon.store import cases as repo
-from inbox_daemon.store import intake
+from inbox_daemon.store import ids, intake
 from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.tables import (
     ActivityRow,
@@ -309,13 +309,18 @@ class Ingestor:
 
     async def _thread(self, session: AsyncSession, msg: InboundMessage) -> CaseRow | None:
         """The case a message belongs to: by Message-ID, Slack thread, or case number."""
-        row = await intake.case_by_message_ids(session, msg.thread_ids)
+        lookups = lookups_of(session)
+        if lookups is not None:
+            row = lookups.thread_case(msg)
+        else:
+            row = await intake.case_by_message_ids(session, msg.thread_ids)
         if row is None and msg.slack_channel and msg.slack_thread_ts:
             row = await intake.case_by_slack_thread(session, msg.slack_channel, msg.slack_thread_ts)
         if row is None:
             number = find_case_number(msg.subject)
             if number is not None:
-                row = await intake.case_by_number(session, number)
+                known = lookups.numbered_case(number) if lookups is not None else False
+                row = await intake.case_by_number(session, number) if known is False else known
         return row
 
     async def _place(
@@ -419,7 +424,7 @@ class Ingestor:
             )
         await self.routing.after_routing(session, row, decision)
         if lookups is not None:
-            lookups.case_open(row)
+            lookups.case_added(row)
         return row, decision
 
     async def _acknowledge(
@@ -450,6 +455,7 @@ class Ingestor:
         )
         if queued is not None and lookups is not None:
             lookups.answered(sender)
+            lookups.activity_added(queued.id, queued.message_id, case_row)
         return queued is not None
 
     async def _activity(
@@ -462,6 +468,7 @@ class Ingestor:
     ) -> ActivityRow:
         flags = msg.flags
         activity = ActivityRow(
+            id=await ids.new_id(session, ActivityRow),  # written with the batch, at its end
             case_id=case_row.id,
             kind=(ActivityKind.SLACK_MESSAGE if msg.channel is ChannelKind.SLACK
                   else ActivityKind.EMAIL).value,
@@ -494,7 +501,9 @@ class Ingestor:
             updated_at=now,
         )  # fmt: skip
         session.add(activity)
-        await session.flush()
+        lookups = lookups_of(session)
+        if lookups is not None:
+            lookups.activity_added(activity.id, activity.message_id, case_row)
         for att in msg.attachments:
             if att.size > self.options.max_attachment_bytes:
                 continue  # _oversize_note told the agent

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, event, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from inbox_daemon.cases.enums import READ_ONLY, DeliveryState, Direction
 from inbox_daemon.messages import Checkpoint
@@ -18,6 +20,9 @@ from inbox_daemon.store.tables import (
     ReceiptRow,
     TeamRotationRow,
 )
+
+#: Values in one ``IN (...)`` of a lookup whose list has no natural bound (References).
+IN_CHUNK = 500
 
 
 async def receipt_for_source(
@@ -114,6 +119,30 @@ async def case_by_message_ids(session: AsyncSession, ids: Sequence[str]) -> Case
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def cases_by_message_ids(
+    session: AsyncSession, ids: Sequence[str]
+) -> list[tuple[str, int, CaseRow]]:
+    """(Message-ID, activity id, case) of every activity carrying one of these Message-IDs."""
+    found: list[tuple[str, int, CaseRow]] = []
+    for start in range(0, len(ids), IN_CHUNK):
+        stmt = (
+            select(ActivityRow.message_id, ActivityRow.id, CaseRow)
+            .join(CaseRow, ActivityRow.case_id == CaseRow.id)
+            .where(ActivityRow.message_id.in_(list(ids[start : start + IN_CHUNK])))
+        )
+        found.extend(
+            (mid, aid, case) for mid, aid, case in (await session.execute(stmt)).all() if mid
+        )
+    return found
+
+
+async def cases_by_numbers(session: AsyncSession, numbers: Collection[str]) -> list[CaseRow]:
+    if not numbers:
+        return []
+    stmt = select(CaseRow).where(CaseRow.number.in_(sorted(numbers)))
+    return list((await session.execute(stmt)).scalars())
+
+
 async def case_by_slack_thread(
     session: AsyncSession, channel: str, thread_ts: str
 ) -> CaseRow | None:
@@ -187,14 +216,40 @@ async def open_contacts(
 
 
 async def last_assigned(session: AsyncSession, team: str) -> str | None:
-    row = await session.get(TeamRotationRow, team)
+    """The user a round-robin team gave its last case to; the team's rotation stays locked
+    until the transaction ends, so that concurrent transactions take turns."""
+    row = await _rotation(session, team)
     return row.last_user if row is not None else None
 
 
-async def save_rotation(session: AsyncSession, team: str, user: str, now: datetime) -> None:
-    row = await session.get(TeamRotationRow, team, with_for_update=True)
+async def _rotation(session: AsyncSession, team: str) -> TeamRotationRow | None:
+    """The team's rotation row, locked; read once per transaction (a batch assigning fifty
+    cases in turn asks fifty times, and each query would flush what the batch wrote)."""
+    known: dict[str, TeamRotationRow] = session.sync_session.info.setdefault(_ROTATIONS, {})
+    row = known.get(team)
     if row is None:
-        session.add(TeamRotationRow(team=team, last_user=user, updated_at=now))
+        row = await session.get(TeamRotationRow, team, with_for_update=True)
+        if row is not None:
+            known[team] = row
+    return row
+
+
+_ROTATIONS = "inbox_daemon.rotations"
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rotations(session: Session, *_args: Any) -> None:
+    """The rows are the transaction's: its lock ends with it, a rolled-back one is gone."""
+    session.info.pop(_ROTATIONS, None)
+
+
+async def save_rotation(session: AsyncSession, team: str, user: str, now: datetime) -> None:
+    row = await _rotation(session, team)
+    if row is None:
+        row = TeamRotationRow(team=team, last_user=user, updated_at=now)
+        session.add(row)
+        session.sync_session.info[_ROTATIONS][team] = row
     else:
         row.last_user = user
         row.updated_at = now

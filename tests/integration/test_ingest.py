@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from inbox_daemon.acknowledge import load_templates
 from inbox_daemon.cases.calendar import BusinessCalendar
@@ -644,6 +645,73 @@ async def test_a_batch_counts_its_own_answers_and_cases(
         tags[result.case_number] = await repo_tags(db, result.case_number)
     # the newcomer's second mail sees the case their first one opened
     assert list(tags.values()) == [["regular"]] * 4 + [[], ["regular"]]
+
+
+async def test_a_batch_threads_to_what_it_wrote_itself(ingest: Ingestor, svc: CaseService) -> None:
+    """Replies, case numbers and the round-robin turn within one batch: the batch is written
+    at its end, and still each message sees what the ones before it did."""
+    await ingest(delivery(mail(1, "Old", sender="ann@example.com")))  # CAS-000001, alice
+    batch = [
+        delivery(mail(10, "New thing", sender="bob@example.com")),
+        delivery(mail(11, "Re: New thing", sender="bob@example.com",
+                      in_reply_to=("<m10@customer.example>",))),
+        delivery(mail(12, "Third", sender="carol@example.com")),
+        delivery(mail(13, "Re: [CAS-000003] again", sender="carol@example.com")),
+        # refers to the old case and to one of the batch: the newest activity's case wins
+        delivery(mail(14, "mixed", sender="dan@example.com",
+                      in_reply_to=("<m10@customer.example>", "<m1@customer.example>"))),
+    ]  # fmt: skip
+    results = await ingest.batch([in_group(d, 10) for d in batch])
+    assert [(r.outcome, r.case_number) for r in results] == [
+        ("created", "CAS-000002"),
+        ("appended", "CAS-000002"),
+        ("created", "CAS-000003"),
+        ("appended", "CAS-000003"),
+        ("appended", "CAS-000002"),
+    ]
+    owners = [(await svc.get(f"CAS-00000{i}")).owner_user for i in (1, 2, 3)]
+    assert owners == ["alice", "bob", "alice"]  # the rotation went on inside the batch
+    view = await svc.show("CAS-000002")
+    assert [a.message_id for a in view.activities] == [
+        "<m10@customer.example>",
+        "<m11@customer.example>",
+        "<m14@customer.example>",
+    ]
+
+
+async def test_a_batch_costs_the_same_statements_whatever_its_size(
+    svc: CaseService, tmp_path: Path, db: Database, rules: LoadedRules
+) -> None:
+    """Each table a batch writes gets one INSERT for the batch, not one per message."""
+    ingest = acknowledging(svc, tmp_path, rules)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    async def statements_for(first: int, size: int) -> collections.Counter[str]:
+        batch = [delivery(mail(n, f"Thing {n}", sender=f"c{n}@example.com"))
+                 for n in range(first, first + size)]  # fmt: skip
+        statements.clear()
+        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            results = await ingest.batch([in_group(d, first) for d in batch])
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        assert [(r.outcome, r.queued_outgoing) for r in results] == [("created", True)] * size
+        return collections.Counter(statements)
+
+    await statements_for(1, 3)  # the first batch also makes the mailbox's and teams' rows
+    small = await statements_for(10, 5)
+    large = await statements_for(100, 41)
+    # PostgreSQL takes ids from their sequences in blocks that double: a few queries more
+    sequence = next((k for k in large if k.startswith("SELECT nextval(")), "")
+    assert small.pop(sequence, 0) <= large.pop(sequence, 0) <= 6
+    assert small == large
+    assert large["INSERT INTO cases"] == 1
+    assert large["INSERT INTO activities"] == 1  # the mails and their acknowledgements
+    assert sum(large.values()) < 20
+    assert await rows(db, CaseRow) == 49
 
 
 async def repo_tags(db: Database, number: str) -> list[str]:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from inbox_daemon.cases.directory import Directory, Queue, Team, User
 from inbox_daemon.cases.enums import ActivityState, DeliveryState, Origin, Priority, Status
 from inbox_daemon.cases.lifecycle import Cancel, CustomerReplied, Escalate, Reactivate
-from inbox_daemon.cases.model import Actor
+from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.errors import (
     CaseRuleError,
     NotFoundError,
@@ -22,6 +22,7 @@ from inbox_daemon.errors import (
     TransitionError,
 )
 from inbox_daemon.service import CaseService
+from inbox_daemon.store import ids
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow, ReceiptRow
@@ -90,6 +91,78 @@ async def test_fifty_concurrent_creates_get_fifty_numbers(svc: CaseService, db: 
     assert len(set(numbers)) == 50
     assert sorted(numbers) == [f"CAS-{i:06d}" for i in range(1, 51)]
     assert await count(db, CaseRow) == 50
+
+
+async def test_one_transaction_counts_case_numbers_and_gives_back_what_it_rolls_back(
+    svc: CaseService, db: Database
+) -> None:
+    def draft(title: str) -> Case:
+        return Case(number="", title=title, contact_email="ann@example.com")
+
+    async with db.transaction() as session:
+        made = [(await svc.create_in(session, draft(f"case {i}"), ALICE))[1] for i in range(3)]
+        assert [row.number for row in made] == ["CAS-000001", "CAS-000002", "CAS-000003"]
+        async with session.begin_nested():  # kept: a savepoint that commits
+            made.append((await svc.create_in(session, draft("kept"), ALICE))[1])
+
+        async def lost() -> None:
+            async with session.begin_nested():  # rolled back: its number is a gap, not reused
+                await svc.create_in(session, draft("lost"), ALICE)
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            await lost()
+        made.append((await svc.create_in(session, draft("after"), ALICE))[1])
+    assert [row.number for row in made][3:] == ["CAS-000004", "CAS-000006"]
+
+    async def rolled_back() -> None:
+        async with db.transaction() as session:
+            await svc.create_in(session, draft("rolled back"), ALICE)
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        await rolled_back()
+    assert await new(svc) == "CAS-000007"  # the rolled-back transaction gave CAS-000007 back
+    async with db.transaction() as session:
+        numbers = sorted((await session.execute(select(CaseRow.number))).scalars())
+        created = (
+            await session.execute(
+                select(AuditRow.case_id).where(AuditRow.action == "create").distinct()
+            )
+        ).scalars()
+        assert sorted(created) == sorted((await session.execute(select(CaseRow.id))).scalars())
+    assert numbers == [f"CAS-{i:06d}" for i in (1, 2, 3, 4, 6, 7)]
+
+
+async def test_ids_handed_out_early_never_meet_ids_the_database_picks(db: Database) -> None:
+    """Intake gives new rows their ids before writing them; a row another part of the same
+    transaction adds without one, and the next transaction's rows, never collide with them."""
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def activity(case_id: int, **kw: object) -> ActivityRow:
+        return ActivityRow(case_id=case_id, kind="note", direction="internal", state="completed",
+                           actor="test",
+                           created_at=now, updated_at=now, **kw)  # fmt: skip
+
+    async with db.transaction() as session:
+        case = CaseRow(id=await ids.new_id(session, CaseRow), number="CAS-000001", title="t",
+                       status="new", priority="medium", origin="email", support_level=1,
+                       tags=[], created_at=now, updated_at=now)  # fmt: skip
+        session.add(case)
+        early = [activity(case.id, id=await ids.new_id(session, ActivityRow)) for _ in range(2)]
+        session.add_all(early)
+        plain = activity(case.id)  # the database (or the count, on SQLite) picks its id
+        session.add(plain)
+        await session.flush()
+        later = activity(case.id, id=await ids.new_id(session, ActivityRow))
+        session.add(later)
+    async with db.transaction() as session:
+        nxt = activity(case.id, id=await ids.new_id(session, ActivityRow))
+        session.add(nxt)
+    taken = [a.id for a in (*early, plain, later, nxt)]
+    assert len(set(taken)) == 5
+    assert early[0].id < early[1].id < later.id < nxt.id
+    assert await count(db, ActivityRow) == 5
 
 
 async def test_unknown_case_is_a_clear_error(svc: CaseService) -> None:

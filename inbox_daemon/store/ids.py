@@ -1,0 +1,101 @@
+"""Row ids known before the INSERT, so that a batch of intake writes needs no flush per row.
+
+Intake creates a case, its activity and often an acknowledgement per message, and each is
+referred to by id at once (an activity by its case; attachments, receipts and audit events by
+the activity). If the database picks the id, every new row costs a flush of the session, with
+the unit of work's overhead and a trip to the database each time; with the id known when the
+row is made, the session writes a whole batch at the commit, one multi-row INSERT per table.
+
+- PostgreSQL: ids are taken from the column's own sequence with ``nextval``, 16 at first and
+  twice as many each time a transaction runs out, so a large batch asks a few times only.
+  Rows inserted without an id draw from the same sequence, so nothing can collide; ids taken
+  and not used are gaps, as a sequence always allows.
+- SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (:mod:`.db`), so no other
+  writer runs until it ends: ids are counted on from the table's largest id, read once per
+  transaction. A row the transaction adds without an id while the count is running gets its
+  id from the count too, at the flush (:func:`_number_new_rows`), so SQLite never picks one
+  that was handed out and is not written yet.
+
+The count lives in the session and ends with its transaction.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from inbox_daemon.store.tables import ActivityRow, Base, CaseRow
+
+#: Ids taken from a PostgreSQL sequence in a transaction's first query, and at most.
+BLOCK, MAX_BLOCK = 16, 1024
+
+_COUNTS = "inbox_daemon.ids"
+
+#: The tables whose ids intake hands out itself.
+COUNTED: tuple[type[Base], ...] = (CaseRow, ActivityRow)
+
+
+class _Taken(deque[int]):
+    """Ids taken from a sequence and not handed out yet; how many the next query takes."""
+
+    def __init__(self, values: Iterable[int], block: int) -> None:
+        super().__init__(values)
+        self.block = block
+
+
+class _SqliteCount:
+    def __init__(self, largest: int) -> None:
+        self.last = largest
+
+    def take(self) -> int:
+        self.last += 1
+        return self.last
+
+
+async def new_id(session: AsyncSession, model: type[Base]) -> int:
+    """A fresh id for a row of ``model`` (one of :data:`COUNTED`) in this transaction."""
+    counts: dict[str, Any] = session.sync_session.info.setdefault(_COUNTS, {})
+    table = str(model.__tablename__)
+    count = counts.get(table)
+    if isinstance(count, _SqliteCount):
+        return count.take()
+    if count:
+        return int(count.popleft())
+    block = min(count.block * 2, MAX_BLOCK) if isinstance(count, _Taken) else BLOCK
+    # Core statements on the connection: no autoflush of the session's pending rows.
+    connection = await session.connection()
+    if connection.dialect.name == "sqlite":
+        largest = (await connection.execute(text(f"SELECT max(id) FROM {table}"))).scalar()
+        count = counts[table] = _SqliteCount(int(largest or 0))
+        return count.take()
+    taken = await connection.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+        {"table": table, "n": block},
+    )
+    count = counts[table] = _Taken((int(value) for value in taken.scalars()), block)
+    return int(count.popleft())
+
+
+@event.listens_for(Session, "before_flush")
+def _number_new_rows(session: Session, _context: Any, _instances: Any) -> None:
+    """On SQLite, a row added without an id while a count runs gets the next of the count."""
+    counts = session.info.get(_COUNTS)
+    if not counts:
+        return
+    for row in session.new:
+        if isinstance(row, COUNTED) and row.id is None:  # type: ignore[attr-defined]
+            count = counts.get(type(row).__tablename__)
+            if isinstance(count, _SqliteCount):
+                row.id = count.take()  # type: ignore[attr-defined]
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    """A count is good for one transaction: the next may see rows another writer added."""
+    session.info.pop(_COUNTS, None)
