@@ -46,6 +46,9 @@ _ANY_WROTE = re.compile(
       |napisał|napisała|napsal|пишет|написал|написала)\s?:\s*$""",
     re.IGNORECASE | re.VERBOSE,
 )
+# How every _ON_WROTE header begins (a necessary condition, tested on its first line alone:
+# "w" stands for "w dniu", which a wrapped header may split after the "w").
+_ON_WROTE_START = re.compile(r"\s*(?:on|am|le|el|op|il|em|den|på|w|dnia|dne)\b", re.IGNORECASE)
 _MAILMAN_RULE = re.compile(r"^_{20,}\s*$")
 _ORIGINAL = re.compile(
     r"""^\s*[-_=*]{2,}\s*(?:original\ message|ursprüngliche\ nachricht|message\ d'origine
@@ -88,6 +91,13 @@ def _on_wrote_at(lines: list[str], index: int, *, strict: bool) -> int:
 
     ``strict`` accepts only the "On <date> ... wrote:" forms, not a bare "<person> wrote:".
     """
+    first = lines[index][:_MAX_LINE].strip()
+    if first and _ON_WROTE_START.match(first) is None:
+        # Every line of a body passes through here: skip joining it with the next two and
+        # matching _ON_WROTE three times when its first word already rules that out.
+        if strict or _ANY_WROTE.match(first) is None:
+            return 0
+        return 1
     joined = ""
     for span in range(1, 4):
         if index + span > len(lines):
@@ -101,6 +111,16 @@ def _on_wrote_at(lines: list[str], index: int, *, strict: bool) -> int:
         if span == 1 and not strict and _ANY_WROTE.match(joined) is not None:
             return span
     return 0
+
+
+def _reply_above(head: str) -> bool:
+    """A "reply above this line" marker (within the first 80 characters).
+
+    _REPLY_ABOVE backtracks over up to 80 characters of every line, so a plain substring test
+    rules out nearly all lines first. It is implied by the case-insensitive match: no letter
+    of "reply above th" has a case variant outside ASCII (only i and s have: İ ı ſ).
+    """
+    return "reply above th" in head.lower() and _REPLY_ABOVE.match(head) is not None
 
 
 def _next_content(lines: list[str], start: int) -> str | None:
@@ -133,7 +153,7 @@ def _hard_cut(lines: list[str]) -> int:
         if seen_text and not _quoted(line):
             if (
                 _ORIGINAL.match(head)
-                or _REPLY_ABOVE.match(head)
+                or _reply_above(head)
                 or _SIG_DELIMITER.match(line)
                 or _outlook_block_at(lines, index)
             ):

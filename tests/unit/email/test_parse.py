@@ -211,19 +211,6 @@ def test_bytearray_input_is_accepted() -> None:
     assert parse(bytearray(mail().as_bytes())).subject == "Order 1234 is late"
 
 
-def test_mailparser_failure_falls_back_to_the_email_package(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def boom(raw: bytes) -> None:
-        raise AttributeError("'NoneType' object has no attribute 'index'")
-
-    monkeypatch.setattr(parse_module.mailparser, "parse_from_bytes", boom)
-    msg = parse(mail(sender="=?utf-8?Q?Zo=C3=AB?= <zoe@example.com>").as_bytes())
-    assert msg.subject == "Order 1234 is late"
-    assert msg.sender == Address(email="zoe@example.com", name="Zoë")
-    assert msg.sent_at == datetime(2016, 5, 24, 13, 9, 41, tzinfo=timezone(timedelta(hours=1)))
-
-
 def test_failure_while_building_retries_with_the_email_package(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
