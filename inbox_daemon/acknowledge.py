@@ -292,5 +292,6 @@ async def queue_acknowledgement(
     session.add(activity)
     repo.audit(session, case_row.id, at=now, actor=ACTOR, action="acknowledgement",
                detail={"activity": activity.id, "message_id": activity.message_id})  # fmt: skip
-    log.info("acknowledgement queued", case=case_row.number, message_id=activity.message_id)
+    # debug: intake logs every message taken in, the outbox every message it sends
+    log.debug("acknowledgement queued", case=case_row.number, message_id=activity.message_id)
     return activity

@@ -6,6 +6,7 @@ times are timezone-aware UTC.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,18 +69,23 @@ def _defaults_when_made(target: Base, _args: Any, kwargs: dict[str, Any]) -> Non
     omits it a group of its own. An intake batch alternates customer mails and
     acknowledgements, which set different columns: one INSERT per row without this.
     """
-    mapper = inspect(type(target))
+    for key, callable_, arg in _python_defaults(type(target)):
+        if key not in kwargs:
+            setattr(target, key, arg(None) if callable_ else arg)
+
+
+@functools.cache
+def _python_defaults(model: type[Base]) -> tuple[tuple[str, bool, Any], ...]:
+    """(attribute, whether the default is a function, the value or function) per column of
+    ``model`` that has a Python default (the version counter left to the ORM)."""
+    mapper = inspect(model)
+    found = []
     for prop in mapper.column_attrs:
         column = prop.columns[0]
         default = column.default
-        if (
-            prop.key in kwargs
-            or not isinstance(default, ColumnDefault)
-            or column is mapper.version_id_col
-        ):
-            continue
-        value = default.arg(None) if default.is_callable else default.arg
-        setattr(target, prop.key, value)
+        if isinstance(default, ColumnDefault) and column is not mapper.version_id_col:
+            found.append((prop.key, default.is_callable, default.arg))
+    return tuple(found)
 
 
 Id = BigInteger().with_variant(Integer(), "sqlite")

@@ -313,7 +313,7 @@ def large_sample(seed: int = 5) -> tuple[bytes, bytes]:
     import base64
     import random
 
-    data = random.Random(seed).randbytes(3 * 1024 * 1024)
+    data = random.Random(seed).randbytes(4 * 1024 * 1024)
     encoded = base64.b64encode(data).decode("ascii")
     body = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
     raw = SAMPLE.replace(

@@ -38,7 +38,7 @@ from inbox_daemon.channels.email.imap_auth import (
 from inbox_daemon.channels.email.imap_session import ImapSession
 from inbox_daemon.channels.email.imap_wire import FetchedMessage, uid_set
 from inbox_daemon.channels.email.parse_worker import ParseWorker, RawMail
-from inbox_daemon.channels.email.spool import SPOOL_THRESHOLD, spool_directory
+from inbox_daemon.channels.email.spool import SPOOL_MAIL, spool_directory
 from inbox_daemon.config import MailboxSettings, read_secret
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, ConfigError
 from inbox_daemon.logging import get_logger
@@ -92,7 +92,7 @@ def ssl_context_for(settings: MailboxSettings) -> ssl.SSLContext | None:
 
 
 def _batches(
-    pending: list[tuple[int, int]], messages: int, large: int = SPOOL_THRESHOLD
+    pending: list[tuple[int, int]], messages: int, large: int = SPOOL_MAIL
 ) -> Iterator[list[tuple[int, int]]]:
     """Consecutive groups of ``(uid, size)``, at most ``messages`` and (beyond one) BATCH_BYTES
     each; a message larger than ``large`` is a group of its own."""
@@ -131,7 +131,7 @@ class ImapChannel:
         timeout: float = 30.0,
         backoff: Backoff | None = None,
         idle_renew: float = IDLE_RENEW,
-        spool_threshold: int = SPOOL_THRESHOLD,
+        spool_threshold: int = SPOOL_MAIL,
         spool_parent: Path | None = None,
         parse_worker: ParseWorker | None = None,
     ) -> None:
@@ -158,6 +158,7 @@ class ImapChannel:
         self._spool_parent = spool_parent
         #: Parses fetched batches in a worker process (None: in a thread, with ``parse``).
         self._worker = parse_worker
+        self._warming: asyncio.Task[None] | None = None
         self._ssl = ssl_context_for(settings)
         self._port = settings.port or (993 if settings.tls == "ssl" else 143)
         self._user = settings.username or settings.address
@@ -251,6 +252,7 @@ class ImapChannel:
         For ``inbox-daemon run --once``: nothing is retried, every error leaves at once.
         """
         before = self.delivered
+        self._warm_worker()
         session, uidvalidity = await self._open()
         try:
             while True:
@@ -263,6 +265,13 @@ class ImapChannel:
         finally:
             self.connected = False
             await session.close()
+            if self._warming is not None:
+                await self._warming
+
+    def _warm_worker(self) -> None:
+        """Start the parse worker while the session logs in and lists the folder."""
+        if self._worker is not None and (self._warming is None or self._warming.done()):
+            self._warming = asyncio.create_task(asyncio.to_thread(self._worker.start))
 
     async def append_sent(self, raw: bytes) -> None:
         """Keep a copy of a mail we sent in the mailbox's ``sent_folder`` (own short session)."""
@@ -324,6 +333,7 @@ class ImapChannel:
         return session, uidvalidity
 
     async def _session(self, sink: Sink) -> None:
+        self._warm_worker()
         session, uidvalidity = await self._open()
         try:
             idle = self.settings.idle and session.has_capability("IDLE")

@@ -7,7 +7,7 @@ with the ``:2,S`` (seen) info. ``new/`` is watched with watchfiles, so a file
 dropped there is picked up within about a second; a rescan every ``poll_interval`` seconds
 catches anything a watcher missed (or replaces it where watching is impossible). A file that
 cannot be read is left where it is, logged, and tried again on the next scan. A file larger
-than :data:`~inbox_daemon.channels.email.spool.SPOOL_THRESHOLD` is not read into memory: it is
+than :data:`~inbox_daemon.channels.email.spool.SPOOL_MAIL` is not read into memory: it is
 parsed from the file (its large attachments decoded into a spool directory, removed once the
 sink returned) and delivered with ``raw_path``.
 """
@@ -33,7 +33,7 @@ from inbox_daemon.channels.email.delivery import (
     parse_file_lazily,
     parse_lazily,
 )
-from inbox_daemon.channels.email.spool import SPOOL_THRESHOLD, should_spool, spool_directory
+from inbox_daemon.channels.email.spool import SPOOL_MAIL, should_spool, spool_directory
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
@@ -69,7 +69,7 @@ class MaildirChannel:
         settle: float = SETTLE_SECONDS,
         failure_pause: float = SINK_FAILURE_PAUSE,
         parse_file: ParseFile = parse_file_lazily,
-        spool_threshold: int = SPOOL_THRESHOLD,
+        spool_threshold: int = SPOOL_MAIL,
         spool_parent: Path | None = None,
     ) -> None:
         if settings.path is None:

@@ -15,6 +15,7 @@ it must guard its main module (``if __name__ == "__main__":``), as multiprocessi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import select
@@ -152,6 +153,14 @@ class ParseWorker:
             if pool is not None:
                 self._discard(pool)
         return await asyncio.to_thread(parse_all, *call)
+
+    def start(self) -> None:
+        """Start the worker process now (blocking: call it in a thread), so that the first
+        batch does not wait for it; any failure is left for the first batch to meet."""
+        if self.unavailable is not None:
+            return
+        with contextlib.suppress(Exception):
+            self._running().submit(os.getpid).result()
 
     @property
     def pids(self) -> list[int]:

@@ -44,13 +44,17 @@ from typing import BinaryIO
 from inbox_daemon.channels.email.mime import SpooledBody, may_spool
 from inbox_daemon.messages import InboundMessage
 
-__all__ = ["SPOOL_THRESHOLD", "parse_file", "should_spool", "spool_directory"]
+__all__ = ["SPOOL_MAIL", "SPOOL_THRESHOLD", "parse_file", "should_spool", "spool_directory"]
 
 log = logging.getLogger(__name__)
 
-#: A base64 part whose encoded body is larger than this is decoded to a file; a mail larger
-#: than this is worth reading from a file (:func:`should_spool`).
+#: A base64 part whose encoded body is larger than this is decoded to a file.
 SPOOL_THRESHOLD = 1024 * 1024
+#: A mail larger than this is read from a file (:func:`should_spool`). Below it, spooling
+#: costs more than it saves: a mail of a few MB parsed in memory peaks at a few tens of MB
+#: (the email package holds about eight times the mail), and a spooled one is fetched on its
+#: own, outside the batch its neighbours share.
+SPOOL_MAIL = 4 * 1024 * 1024
 
 #: The longest piece of a line read at once (a longer line comes in pieces).
 _PIECE = 64 * 1024
@@ -69,7 +73,7 @@ _MARKER_NAME = b"X-Inbox-Daemon-Spooled: "
 Matcher = Callable[[bytes], re.Match[bytes] | None]
 
 
-def should_spool(size: int, threshold: int = SPOOL_THRESHOLD) -> bool:
+def should_spool(size: int, threshold: int = SPOOL_MAIL) -> bool:
     """Whether a mail of ``size`` bytes should be read from a file with :func:`parse_file`."""
     return size > threshold
 

@@ -311,7 +311,7 @@ def ingestor(db: Database, tmp_path: Path) -> Ingestor:
 async def test_a_large_mail_becomes_a_case_with_its_attachment_from_the_spool(
     maildir: Path, tmp_path: Path, db: Database, ingestor: Ingestor
 ) -> None:
-    data = random.Random(3).randbytes(3 * 1024 * 1024)
+    data = random.Random(3).randbytes(4 * 1024 * 1024)
     name = "1736157600.M9P9Q9.host"
     drop(maildir, name, large_mail(data), age=5)
     spool = tmp_path / "spool-parent"
@@ -345,7 +345,7 @@ async def test_a_large_mail_becomes_a_case_with_its_attachment_from_the_spool(
 async def test_a_large_file_that_is_no_mail_is_quarantined_from_the_file(
     maildir: Path, tmp_path: Path, db: Database, ingestor: Ingestor
 ) -> None:
-    junk = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(4).randbytes(2 * 1024 * 1024)
+    junk = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(4).randbytes(5 * 1024 * 1024)
     drop(maildir, "1736157601.M1P1Q1.host", junk, age=5)
     channel = MaildirChannel(settings_for(maildir), watch=False)
     assert await channel.run_once(ingestor) == 1
@@ -374,7 +374,10 @@ async def test_a_batch_taking_ingestor_gets_small_files_together_and_large_ones_
         return await ingestor.batch(deliveries)
 
     channel = MaildirChannel(
-        settings_for(maildir, batch_messages=2), spool_parent=tmp_path, watch=False
+        settings_for(maildir, batch_messages=2),
+        spool_parent=tmp_path,
+        watch=False,
+        spool_threshold=1024 * 1024,
     )
     assert await channel.run_once(BatchingSink(one, many)) == 5
     # Oldest first: two small ones together, the large one alone, then the rest.

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from inbox_daemon.channels.email.parse import parse_message
 from inbox_daemon.channels.email.spool import (
-    SPOOL_THRESHOLD,
+    SPOOL_MAIL,
     _Base64File,
     parse_file,
     should_spool,
@@ -349,8 +349,8 @@ def test_a_missing_file_is_an_os_error(tmp_path: Path) -> None:
 
 
 def test_should_spool_and_spool_directory() -> None:
-    assert not should_spool(SPOOL_THRESHOLD)
-    assert should_spool(SPOOL_THRESHOLD + 1)
+    assert not should_spool(SPOOL_MAIL)
+    assert should_spool(SPOOL_MAIL + 1)
     with spool_directory() as folder:
         (folder / "x").write_bytes(b"x")
     assert not folder.exists()
