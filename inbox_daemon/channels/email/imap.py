@@ -45,6 +45,8 @@ from inbox_daemon.logging import get_logger
 
 #: Bytes fetched in one ``UID FETCH`` round trip (messages: ``batch_messages`` in the settings).
 BATCH_BYTES = 25 * 1024 * 1024
+#: Messages in the first group of a backlog (see :func:`_batches`).
+FIRST_BATCH = 10
 #: IDLE is ended and re-issued this often (RFC 2177: at least every 29 minutes).
 IDLE_RENEW = 10 * 60.0
 #: A session that lasted this long resets the reconnect backoff.
@@ -95,12 +97,19 @@ def _batches(
     pending: list[tuple[int, int]], messages: int, large: int = SPOOL_MAIL
 ) -> Iterator[list[tuple[int, int]]]:
     """Consecutive groups of ``(uid, size)``, at most ``messages`` and (beyond one) BATCH_BYTES
-    each; a message larger than ``large`` is a group of its own."""
+    each; a message larger than ``large`` is a group of its own.
+
+    The first group is smaller (:data:`FIRST_BATCH`): nothing is stored until a group is
+    fetched and parsed, and the pipeline of fetch, parse and store fills sooner with a small
+    one, so the first mails of a backlog are in sooner and the whole backlog too.
+    """
     batch: list[tuple[int, int]] = []
     size = 0
+    limit = min(messages, FIRST_BATCH)
     for uid, octets in pending:
         alone = octets > large
-        if batch and (alone or len(batch) >= messages or size + octets > BATCH_BYTES):
+        if batch and (alone or len(batch) >= limit or size + octets > BATCH_BYTES):
+            limit = messages
             yield batch
             batch, size = [], 0
         batch.append((uid, octets))

@@ -43,6 +43,21 @@ from inbox_daemon.channels.email.delivery import (
 PRELOAD = "inbox_daemon.channels.email.parse"
 
 
+#: What :meth:`ParseWorker.start` has the worker parse: a reply with text, HTML and quotes.
+_WARM_UP = (
+    b"From: Ann <ann@example.com>\r\nTo: support@example.com\r\n"
+    b"Subject: Re: =?utf-8?q?Caf=C3=A9?=\r\n"
+    b"Date: Mon, 2 Mar 2026 09:00:00 +0000\r\nMessage-ID: <warm-up@example.com>\r\n"
+    b"In-Reply-To: <earlier@example.com>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nThanks.\r\n\r\n"
+    b"On Mon, 2 Mar 2026, Bob wrote:\r\n> Hello\r\n--b\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<p>Thanks.</p><blockquote>Hello</blockquote>\r\n"
+    b"--b--\r\n"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RawMail:
     """One fetched mail to parse."""
@@ -155,12 +170,14 @@ class ParseWorker:
         return await asyncio.to_thread(parse_all, *call)
 
     def start(self) -> None:
-        """Start the worker process now (blocking: call it in a thread), so that the first
-        batch does not wait for it; any failure is left for the first batch to meet."""
+        """Start the worker process now (blocking: call it in a thread) and have it parse a
+        small mail, so that the first batch waits neither for the process nor for what a first
+        parse loads; any failure is left for the first batch to meet."""
         if self.unavailable is not None:
             return
+        warm_up = [RawMail(_WARM_UP, "warm-up")]
         with contextlib.suppress(Exception):
-            self._running().submit(os.getpid).result()
+            self._running().submit(parse_all, self.parse, "warm-up", frozenset(), warm_up).result()
 
     @property
     def pids(self) -> list[int]:

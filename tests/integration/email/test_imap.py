@@ -218,7 +218,7 @@ async def test_a_backlog_is_fetched_in_batches_and_delivered_in_uid_order(
     assert [d.message.subject for d in sink.deliveries if d.message] == [
         f"bulk {i}" for i in range(60)
     ]
-    assert fetches == [50, 10]
+    assert fetches == [10, 50]  # a small first group starts the pipeline sooner
 
 
 async def test_a_rejected_message_is_delivered_with_its_reason_and_acknowledged(
