@@ -497,6 +497,7 @@ async def _intake(settings: Any) -> tuple[float, float, int, dict[str, int]]:
     from sqlalchemy import func, select
 
     from inbox_daemon.cases.enums import Direction
+    from inbox_daemon.gc_tuning import tune_gc
     from inbox_daemon.runtime import Runtime
     from inbox_daemon.store.migrate import upgrade
     from inbox_daemon.store.tables import ActivityRow, ReceiptRow
@@ -506,6 +507,7 @@ async def _intake(settings: Any) -> tuple[float, float, int, dict[str, int]]:
         await upgrade(runtime.db)
         (channel,) = await runtime.inbound_channels()
         gc.collect()
+        tune_gc()  # as the daemon does once it has started
         wall, cpu = time.perf_counter(), time.process_time()
         delivered = await channel.run_once(runtime.sink)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -581,6 +583,7 @@ def _reset_peak() -> bool:
 
 def _rss_child(conn: Connection, account: Account, workdir: str) -> None:
     """Warm up on a small mail, tell the parent, wait for the big one, report the peak RSS."""
+    from inbox_daemon.gc_tuning import tune_gc
     from inbox_daemon.logging import configure
     from inbox_daemon.runtime import Runtime
     from inbox_daemon.store.migrate import upgrade
@@ -594,6 +597,7 @@ def _rss_child(conn: Connection, account: Account, workdir: str) -> None:
             await upgrade(runtime.db)
             (channel,) = await runtime.inbound_channels()
             await channel.run_once(runtime.sink)  # the small warm-up mail
+            tune_gc()  # as the daemon does once it has started
             conn.send("warm")
             if conn.recv() != "go":
                 raise RuntimeError("parent gave up")

@@ -32,6 +32,7 @@ from inbox_daemon.channels.base import (
 )
 from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.errors import ChannelAuthError, ConfigError
+from inbox_daemon.gc_tuning import tune_gc
 from inbox_daemon.health import ChannelStatus, OpsServer, health_report
 from inbox_daemon.logging import get_logger
 from inbox_daemon.metrics import Metrics
@@ -203,6 +204,7 @@ class Daemon:
             await self.runtime.close()
             raise
         try:
+            tune_gc()
             log.info("daemon starting", database=db.safe_url, once=once)
             if once:
                 for channel in await self.runtime.inbound_channels():

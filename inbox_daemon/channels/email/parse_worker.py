@@ -38,6 +38,7 @@ from inbox_daemon.channels.email.delivery import (
     parse_lazily,
     parse_one,
 )
+from inbox_daemon.gc_tuning import tune_gc
 
 #: Imported by the fork server once, before it forks a worker.
 PRELOAD = "inbox_daemon.channels.email.parse"
@@ -89,6 +90,12 @@ def watch_parent(pid: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="watch-daemon", daemon=True).start()
+
+
+def _start_worker(daemon_pid: int) -> None:
+    """The worker process's first steps."""
+    watch_parent(daemon_pid)
+    tune_gc()
 
 
 def parse_all(
@@ -201,7 +208,7 @@ class ParseWorker:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=context,
-                    initializer=watch_parent,
+                    initializer=_start_worker,
                     initargs=(os.getpid(),),
                 )
             return self._pool
