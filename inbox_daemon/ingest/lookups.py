@@ -45,6 +45,8 @@ class BatchLookups:
     threads: dict[str, tuple[int, CaseRow]] = field(default_factory=dict)
     #: Case number -> case, for the numbers in the batch's subjects and the batch's new cases.
     numbers: dict[str, CaseRow | None] = field(default_factory=dict)
+    #: ``id()`` of an attachment of the batch -> (SHA-256, size) of its stored file.
+    attachments: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     @classmethod
     async def load(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -396,6 +397,39 @@ async def test_attachments_are_stored_by_content(
     assert [(a.sha256, a.size, a.filename) for a in atts] == [(sha, 4, "../../etc/passwd.pdf")] * 2
     stored = [p for p in (tmp_path / "attachments").rglob("*") if p.is_file()]
     assert [p.name for p in stored] == [sha]
+
+
+async def test_a_batch_stores_its_attachments_before_its_transaction(
+    ingest: Ingestor, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All files of a batch are on disk (synced) before its transaction starts; one too large
+    is not stored; the same bytes twice are one file."""
+    big = Attachment("huge.bin", "application/octet-stream", 10**9, content=b"x")
+    pdf = Attachment("a.pdf", "application/pdf", 4, content=b"%PDF")
+    png = Attachment("b.png", "image/png", 4, content=b"\x89PNG")
+    batch = [
+        in_group(delivery(mail(1, "one", attachments=(pdf, big))), 1),
+        in_group(delivery(mail(2, "two", sender="bob@example.com", attachments=(png, pdf))), 1),
+    ]
+    on_disk: list[list[str]] = []
+    begin = ingest.db.transaction
+
+    def watched() -> Any:
+        on_disk.append(sorted(p.name for p in (tmp_path / "attachments").rglob("*") if p.is_file()))
+        return begin()
+
+    monkeypatch.setattr(ingest.db, "transaction", watched)
+    results = await ingest.batch(batch)
+    assert [r.outcome for r in results] == ["created", "created"]
+    shas = {data: hashlib.sha256(data).hexdigest() for data in (b"%PDF", b"\x89PNG")}
+    assert on_disk[0] == sorted(shas.values())  # before the batch's transaction began
+    async with begin() as s:
+        rows = (await s.execute(select(AttachmentRow).order_by(AttachmentRow.id))).scalars()
+        assert [(a.filename, a.sha256) for a in rows] == [
+            ("a.pdf", shas[b"%PDF"]),
+            ("b.png", shas[b"\x89PNG"]),
+            ("a.pdf", shas[b"%PDF"]),
+        ]
 
 
 async def test_reopened_case_moves_only_when_a_rule_says_so(
