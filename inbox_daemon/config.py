@@ -132,7 +132,7 @@ class MailboxSettings(_Section):
     poll_interval: float = Field(default=60, gt=0)
     idle: bool = True
     #: Messages taken in (committed and acknowledged) together, at most.
-    batch_messages: int = Field(default=50, ge=1, le=500)
+    batch_messages: int = Field(default=100, ge=1, le=500)
     path: Path | None = None
     #: Extra addresses of ours (aliases) whose mail is never a customer's.
     aliases: list[str] = Field(default_factory=list)
