@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import event, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstanceState, Session
 
-from inbox_daemon.cases.enums import ActivityState, Direction, Origin, Priority, Status
+from inbox_daemon.cases.enums import (
+    READ_ONLY,
+    ActivityState,
+    Direction,
+    Origin,
+    Priority,
+    Status,
+)
 from inbox_daemon.cases.model import Actor, Case, FieldChange, format_case_number
 from inbox_daemon.errors import NotFoundError, SchemaError
 from inbox_daemon.store.tables import ActivityRow, AuditRow, Base, CaseRow, Counter
@@ -198,6 +206,7 @@ def _write_pending(session: Session) -> None:
 def _after_flush(session: Session, _context: Any) -> None:
     # After the flush's INSERTs: the audit rows refer to cases that may have just been written.
     _write_pending(session)
+    session.info.pop(_WRITTEN_COUNTS, None)  # what is written has changed
 
 
 @event.listens_for(Session, "before_commit")
@@ -212,6 +221,7 @@ def _drop_pending(session: Session, previous: Any) -> None:
     savepoint to keep what came before it). A counter count ends with its transaction; after a
     rolled-back savepoint it counts on (a gap in the numbers, never a number twice)."""
     session.info.pop(_PENDING_AUDIT, None)
+    session.info.pop(_WRITTEN_COUNTS, None)
     if not previous.nested:
         session.info.pop(_CASE_COUNT, None)
 
@@ -219,6 +229,7 @@ def _drop_pending(session: Session, previous: Any) -> None:
 @event.listens_for(Session, "after_commit")
 def _end_count(session: Session) -> None:
     session.info.pop(_CASE_COUNT, None)
+    session.info.pop(_WRITTEN_COUNTS, None)
 
 
 async def flush_audit(session: AsyncSession) -> None:
@@ -266,17 +277,56 @@ async def resolved_before(session: AsyncSession, cutoff: datetime) -> list[str]:
 
 
 async def open_case_counts(session: AsyncSession) -> dict[str, int]:
-    """Open cases per owner, for least-loaded assignment."""
+    """Open cases per owner, for least-loaded assignment.
+
+    The database's count of what the session has written, plus the cases it holds and has not
+    written yet: counting needs no flush, which in an intake batch would write the batch's rows
+    piecemeal, one flush per case assigned this way.
+    """
     stmt = (
         select(CaseRow.owner_user, func.count())
         .where(
             CaseRow.owner_user.is_not(None),
-            CaseRow.status.not_in([s.value for s in (Status.RESOLVED, Status.CLOSED,
-                                                     Status.CANCELLED)]),
+            CaseRow.status.not_in([s.value for s in READ_ONLY]),
         )
         .group_by(CaseRow.owner_user)
-    )  # fmt: skip
-    return {owner: count for owner, count in (await session.execute(stmt)).all() if owner}
+    )
+    stored: dict[str, int] | None = session.sync_session.info.get(_WRITTEN_COUNTS)
+    if stored is None:  # asked again after the next flush
+        with session.no_autoflush:
+            rows = (await session.execute(stmt)).all()
+        stored = {owner: count for owner, count in rows if owner}
+        session.sync_session.info[_WRITTEN_COUNTS] = stored
+    counts = defaultdict(int, stored)
+    for row in (*session.new, *session.dirty):
+        if not isinstance(row, CaseRow):
+            continue
+        state = inspect(row)
+        now = _counted(row.owner_user, row.status)
+        written = None if state.pending else _counted(*_written(state, "owner_user", "status"))
+        if now != written:
+            if written is not None:
+                counts[written] -= 1
+            if now is not None:
+                counts[now] += 1
+    return {owner: count for owner, count in counts.items() if count > 0}
+
+
+_WRITTEN_COUNTS = "inbox_daemon.open_case_counts"
+
+
+def _counted(owner: str | None, status: str) -> str | None:
+    """The owner a case counts for in :func:`open_case_counts`, if any."""
+    return owner if owner and Status(status) not in READ_ONLY else None
+
+
+def _written(state: InstanceState[CaseRow], *keys: str) -> list[Any]:
+    """The values of a persistent row's attributes as last written (before pending changes)."""
+    values = []
+    for key in keys:
+        history = state.attrs[key].history
+        values.append(history.deleted[0] if history.deleted else getattr(state.obj(), key))
+    return values
 
 
 async def queues_with_open_cases(session: AsyncSession) -> set[str]:

@@ -224,14 +224,13 @@ async def last_assigned(session: AsyncSession, team: str) -> str | None:
 
 async def _rotation(session: AsyncSession, team: str) -> TeamRotationRow | None:
     """The team's rotation row, locked; read once per transaction (a batch assigning fifty
-    cases in turn asks fifty times, and each query would flush what the batch wrote)."""
-    known: dict[str, TeamRotationRow] = session.sync_session.info.setdefault(_ROTATIONS, {})
-    row = known.get(team)
-    if row is None:
-        row = await session.get(TeamRotationRow, team, with_for_update=True)
-        if row is not None:
-            known[team] = row
-    return row
+    cases in turn asks fifty times). The rows this transaction adds are known here, so the
+    query needs no flush of what the batch wrote so far."""
+    known: dict[str, TeamRotationRow | None] = session.sync_session.info.setdefault(_ROTATIONS, {})
+    if team not in known:
+        with session.no_autoflush:
+            known[team] = await session.get(TeamRotationRow, team, with_for_update=True)
+    return known[team]
 
 
 _ROTATIONS = "inbox_daemon.rotations"

@@ -748,6 +748,21 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
     assert await rows(db, CaseRow) == 49
 
 
+async def test_least_open_assignment_counts_the_batch_it_is_in(
+    svc: CaseService, tmp_path: Path, db: Database
+) -> None:
+    """Least-open assignment inside a batch counts the batch's own new cases (not yet
+    written) as a batch of one message each would."""
+    rules = load_rules_text(RULES.replace("strategy: round_robin", "strategy: least_open"), "r")
+    ingest = Ingestor(svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
+                      rules=lambda: rules)  # fmt: skip
+    await ingest(delivery(mail(1, "one")))  # alice: 1 open, bob: 0
+    batch = [delivery(mail(n, f"case {n}", sender=f"c{n}@example.com")) for n in range(2, 7)]
+    results = await ingest.batch([in_group(d, 2) for d in batch])
+    owners = [(await svc.get(r.case_number or "")).owner_user for r in results]
+    assert owners == ["bob", "alice", "bob", "alice", "bob"]
+
+
 async def repo_tags(db: Database, number: str) -> list[str]:
     async with db.transaction() as s:
         return list(

@@ -22,6 +22,7 @@ from inbox_daemon.errors import (
     TransitionError,
 )
 from inbox_daemon.service import CaseService
+from inbox_daemon.store import cases as repo
 from inbox_daemon.store import ids
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
@@ -132,6 +133,29 @@ async def test_one_transaction_counts_case_numbers_and_gives_back_what_it_rolls_
         ).scalars()
         assert sorted(created) == sorted((await session.execute(select(CaseRow.id))).scalars())
     assert numbers == [f"CAS-{i:06d}" for i in (1, 2, 3, 4, 6, 7)]
+
+
+async def test_open_case_counts_include_what_the_session_has_not_written(
+    svc: CaseService, db: Database
+) -> None:
+    def draft(title: str, owner: str | None) -> Case:
+        return Case(number="", title=title, contact_email="ann@example.com", owner_user=owner)
+
+    async with db.transaction() as session:
+        for i, owner in enumerate(["alice", "alice", "bob", None]):
+            await svc.create_in(session, draft(f"written {i}", owner), ALICE)
+    async with db.transaction() as session:
+        assert await repo.open_case_counts(session) == {"alice": 2, "bob": 1}
+        rows = list((await session.execute(select(CaseRow).order_by(CaseRow.id))).scalars())
+        rows[0].owner_user = "bob"  # alice -> bob, not written yet
+        rows[2].status = Status.RESOLVED.value  # bob's resolved case no longer counts
+        await svc.create_in(session, draft("pending", "zoe"), ALICE)
+        pending = await repo.open_case_counts(session)
+        assert pending == {"alice": 1, "bob": 1, "zoe": 1}
+        await session.flush()
+        assert await repo.open_case_counts(session) == pending  # as the database now counts
+        rows[1].owner_user = None
+        assert await repo.open_case_counts(session) == {"bob": 1, "zoe": 1}
 
 
 async def test_ids_handed_out_early_never_meet_ids_the_database_picks(db: Database) -> None:
