@@ -189,7 +189,12 @@ class Runtime:
         for box in settings.mailboxes:
             if box.kind == "maildir":
                 channels.append(
-                    MaildirChannel(box, our_addresses=settings.our_addresses, spool_parent=spool)
+                    MaildirChannel(
+                        box,
+                        our_addresses=settings.our_addresses,
+                        spool_parent=spool,
+                        parse_worker=self.parse_worker,
+                    )
                 )
                 continue
             async with self.db.transaction() as session:

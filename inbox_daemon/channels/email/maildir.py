@@ -10,6 +10,10 @@ cannot be read is left where it is, logged, and tried again on the next scan. A 
 than :data:`~inbox_daemon.channels.email.spool.SPOOL_MAIL` is not read into memory: it is
 parsed from the file (its large attachments decoded into a spool directory, removed once the
 sink returned) and delivered with ``raw_path``.
+
+With a parse worker (:class:`~inbox_daemon.channels.email.parse_worker.ParseWorker`), a group
+of small files is parsed in the worker while the sink stores the group before it, as the IMAP
+channel does with its batches; without one, in a thread, one group after the other.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from inbox_daemon.channels.email.delivery import (
     parse_file_lazily,
     parse_lazily,
 )
+from inbox_daemon.channels.email.parse_worker import ParseWorker, RawMail
 from inbox_daemon.channels.email.spool import SPOOL_MAIL, should_spool, spool_directory
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import ConfigError
@@ -71,6 +76,7 @@ class MaildirChannel:
         parse_file: ParseFile = parse_file_lazily,
         spool_threshold: int = SPOOL_MAIL,
         spool_parent: Path | None = None,
+        parse_worker: ParseWorker | None = None,
     ) -> None:
         if settings.path is None:
             raise ConfigError(f"mailbox {settings.name}: kind maildir needs path")
@@ -82,6 +88,8 @@ class MaildirChannel:
         self._spool_threshold = spool_threshold
         #: Where spool directories are made (None: the system's temp dir).
         self._spool_parent = spool_parent
+        #: Parses groups of small files in a worker process (None: in a thread, with ``parse``).
+        self._worker = parse_worker
         self._our_addresses = (
             settings.our_addresses if our_addresses is None else frozenset(our_addresses)
         )
@@ -163,6 +171,7 @@ class MaildirChannel:
         # A sink that takes batches gets up to ``batch_messages`` small files at once (one
         # transaction); any other sink, and every large file, one at a time.
         limit = self.settings.batch_messages if isinstance(sink, BatchSink) else 1
+        units: list[list[Path] | Path] = []  # groups of small files; a large one alone
         group: list[Path] = []
         for path, mtime, size in self._pending():
             age = time.time() - mtime
@@ -171,41 +180,80 @@ class MaildirChannel:
                 wait_for = remaining if wait_for is None else min(wait_for, remaining)
                 continue
             if should_spool(size, self._spool_threshold):
-                if group:
-                    await self._deliver_group(group, sink)
-                    group = []
-                await self._deliver(path, sink)
+                units += [group, path] if group else [path]
+                group = []
                 continue
             group.append(path)
             if len(group) >= limit:
-                await self._deliver_group(group, sink)
+                units.append(group)
                 group = []
         if group:
-            await self._deliver_group(group, sink)
+            units.append(group)
+        await self._deliver_all(units, sink)
         return wait_for
 
-    async def _deliver_group(self, paths: list[Path], sink: Sink) -> None:
-        """Read and parse small files, hand them over together, then move each to ``cur/``."""
-        read: list[tuple[Path, Delivery]] = []
+    async def _deliver_all(self, units: list[list[Path] | Path], sink: Sink) -> None:
+        """Deliver groups and large files in order; with a parse worker, the next group is
+        read and parsed while the sink stores the one before it."""
+        reading: asyncio.Task[list[tuple[Path, Delivery]]] | None = None
+        try:
+            for unit in units:
+                if isinstance(unit, Path):
+                    if reading is not None:
+                        await self._deliver_group(await reading, sink)
+                        reading = None
+                    await self._deliver(unit, sink)
+                    continue
+                if self._worker is None:
+                    await self._deliver_group(await self._read_group(unit), sink)
+                    continue
+                current, reading = reading, asyncio.create_task(self._read_group(unit))
+                if current is not None:
+                    await self._deliver_group(await current, sink)
+            if reading is not None:
+                await self._deliver_group(await reading, sink)
+                reading = None
+        finally:
+            if reading is not None:
+                reading.cancel()
+                with contextlib.suppress(BaseException):
+                    await reading
+
+    async def _read_group(self, paths: list[Path]) -> list[tuple[Path, Delivery]]:
+        """Read and parse small files (those that cannot be read are left for a later scan)."""
+        raws: list[tuple[Path, bytes]] = []
         for path in paths:
-            name = path.name
-            external_id = unique_name(name)
-            log = self._log.bind(external_id=external_id)
             try:
-                raw = await asyncio.to_thread(path.read_bytes)
+                raws.append((path, await asyncio.to_thread(path.read_bytes)))
             except OSError as exc:
-                self._cannot_read(name, exc, log)
+                name = path.name
+                self._cannot_read(name, exc, self._log.bind(external_id=unique_name(name)))
                 continue
-            delivery = await make_delivery(
-                raw,
-                parse=self._parse,
-                mailbox=self.settings.name,
-                external_id=external_id,
-                our_addresses=self._our_addresses,
-                log=log,
+            self._unreadable.discard(path.name)
+        if self._worker is not None:
+            mails = [RawMail(raw, unique_name(path.name)) for path, raw in raws]
+            deliveries = await self._worker.deliveries(
+                mails, mailbox=self.settings.name, our_addresses=self._our_addresses,
+                log=self._log,
+            )  # fmt: skip
+            return [(path, d) for (path, _raw), d in zip(raws, deliveries, strict=True)]
+        return [
+            (
+                path,
+                await make_delivery(
+                    raw,
+                    parse=self._parse,
+                    mailbox=self.settings.name,
+                    external_id=unique_name(path.name),
+                    our_addresses=self._our_addresses,
+                    log=self._log.bind(external_id=unique_name(path.name)),
+                ),
             )
-            self._unreadable.discard(name)
-            read.append((path, delivery))
+            for path, raw in raws
+        ]
+
+    async def _deliver_group(self, read: list[tuple[Path, Delivery]], sink: Sink) -> None:
+        """Hand parsed small files over together, then move each to ``cur/``."""
         if not read:
             return
         try:

@@ -11,7 +11,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult
 from inbox_daemon.channels.email.maildir import MaildirChannel, seen_name, unique_name
+from inbox_daemon.channels.email.parse_worker import ParseWorker
 from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import RejectedMessage
 from inbox_daemon.ingest import Ingestor, IntakeOptions
@@ -356,12 +357,31 @@ async def test_a_large_file_that_is_no_mail_is_quarantined_from_the_file(
     assert FileStore(tmp_path / "quarantine").read(row.sha256) == junk
 
 
+@pytest.fixture(params=["thread", "worker"])
+def parse_worker(request: pytest.FixtureRequest) -> Iterator[ParseWorker | None]:
+    """None: small files parsed in a thread, one group after the other; a ParseWorker: in a
+    worker process, the next group while the sink stores the one before."""
+    if request.param == "thread":
+        yield None
+        return
+    worker = ParseWorker()
+    try:
+        yield worker
+    finally:
+        worker.close()
+
+
 async def test_a_batch_taking_ingestor_gets_small_files_together_and_large_ones_alone(
-    maildir: Path, tmp_path: Path, db: Database, ingestor: Ingestor
+    maildir: Path,
+    tmp_path: Path,
+    db: Database,
+    ingestor: Ingestor,
+    parse_worker: ParseWorker | None,
 ) -> None:
-    names = [f"17361576{10 + i}.M{i}P{i}Q{i}.host" for i in range(5)]
+    names = [f"17361576{10 + i}.M{i}P{i}Q{i}.host" for i in range(8)]
     for i, name in enumerate(names):
         raw = large_mail(random.Random(9).randbytes(2 * 1024 * 1024)) if i == 2 else None
+        raw = b"\x00 no mail at all" if i == 6 else raw
         drop(maildir, name, raw or make_mail(f"small {i}"), age=50 - i)
     groups: list[list[str]] = []
 
@@ -378,11 +398,18 @@ async def test_a_batch_taking_ingestor_gets_small_files_together_and_large_ones_
         spool_parent=tmp_path,
         watch=False,
         spool_threshold=1024 * 1024,
+        parse_worker=parse_worker,
     )
-    assert await channel.run_once(BatchingSink(one, many)) == 5
-    # Oldest first: two small ones together, the large one alone, then the rest.
-    assert groups == [names[0:2], [names[2]], names[3:5]]
+    assert await channel.run_once(BatchingSink(one, many)) == 8
+    # Oldest first: two small ones together, the large one alone, then the rest by two.
+    assert groups == [names[0:2], [names[2]], names[3:5], names[5:7], names[7:]]
     assert sorted(os.listdir(maildir / "cur")) == sorted(f"{n}:2,S" for n in names)
     async with db.transaction() as session:
         titles = (await session.execute(select(CaseRow.title).order_by(CaseRow.id))).scalars()
-        assert list(titles) == ["small 0", "small 1", "The full log archive", "small 3", "small 4"]
+        assert list(titles) == ["small 0", "small 1", "The full log archive"] + [
+            f"small {i}" for i in (3, 4, 5, 7)
+        ]
+        held = (await session.execute(select(QuarantineRow.external_id))).scalars()
+        assert list(held) == [names[6]]
+    if parse_worker is not None:
+        assert parse_worker.pids  # the small files went through the worker
