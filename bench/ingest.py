@@ -14,7 +14,8 @@ and measures:
     fresh database, until every mail has been taken in; its rate relative to (a) (the target
     is at least 0.55);
 (d) peak RSS growth while one mail with a 50 MB attachment is taken in, in a child process,
-    above its RSS when idle (the target is under 150 MB).
+    above its RSS when idle (the target is under 150 MB);
+(e) only when asked for (``--only …,maildir``): the same mails taken in from a Maildir.
 
 Rates are wall-clock mails/s; CPU-time rates are shown too, since the machine may be shared.
 Run with ``python bench/ingest.py [--count N] [--seed N] [--db sqlite|postgres]``.
@@ -562,6 +563,50 @@ def bench_intake(account: Account, count: int, db: str, repeat: int) -> tuple[Ra
     return best, outcomes
 
 
+# --- (e): the Maildir channel (the embedded default) ------------------------------------------
+
+
+def _maildir_settings(workdir: Path, db_url: str) -> Any:
+    from inbox_daemon.config import Settings
+
+    rules = workdir / "rules.yaml"
+    shutil.copy(REPO / "inbox_daemon" / "templates" / "rules.yaml", rules)
+    return Settings(
+        database={"url": db_url},
+        storage={"path": str(workdir / "storage")},
+        rules={"path": str(rules)},
+        mailbox=[
+            {
+                "name": "support",
+                "address": "support@example.com",
+                "kind": "maildir",
+                "path": str(workdir / "maildir"),
+            }
+        ],
+    )
+
+
+def bench_maildir(raws: list[bytes], db: str) -> Rate:
+    """The mails as files in a Maildir's ``new/`` (settled: a minute old), taken in by
+    ``MaildirChannel.run_once`` into the Runtime's Ingestor, on a fresh database."""
+    workdir = Path(tempfile.mkdtemp(prefix="inbox-bench-"))
+    try:
+        new = workdir / "maildir" / "new"
+        new.mkdir(parents=True)
+        old = time.time() - 60
+        for i, raw in enumerate(raws):
+            path = new / f"{1_700_000_000 + i}.M{i}P1.bench"
+            path.write_bytes(raw)
+            os.utime(path, (old + i / 1000, old + i / 1000))
+        with database(db, workdir) as url:
+            wall, cpu, delivered, _outcomes = asyncio.run(_intake(_maildir_settings(workdir, url)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if delivered != len(raws):
+        raise RuntimeError(f"intake delivered {delivered} of {len(raws)} mails")
+    return Rate(len(raws), wall, cpu)
+
+
 # --- (d): peak memory with one big attachment ---------------------------------------------------
 
 
@@ -703,7 +748,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="mailparser,parser,intake,rss",
-        help="comma-separated parts to run: mailparser, parser, intake, rss (all)",
+        help="comma-separated parts to run: mailparser, parser, intake, rss (all), maildir",
     )
     parser.add_argument(
         "--big-mb",
@@ -761,6 +806,9 @@ def main() -> int:
                 rows.append(("    outcomes", "", "", taken))
             if "rss" in parts:
                 rows.append(_rss_row(bench_rss(server, args.big_mb * MB), args.big_mb))
+    if "maildir" in parts:
+        rate = bench_maildir(raws, args.db)
+        rows.append((f"(e) intake, Maildir -> {args.db}", *_rates(rate), _versus(rate, base, None)))
     print()
     header = ("measure", "mails/s", "per CPU-s", "notes (ratios: wall / CPU)")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
