@@ -175,9 +175,11 @@ class CaseService:
         parent_id: int | None = None,
         tags: Sequence[str] = (),
     ) -> tuple[Case, CaseRow]:
-        """Create a case inside the caller's transaction (used by ingestion too)."""
+        """Create a case inside the caller's transaction (used by ingestion too); a draft that
+        has a number already (from :func:`repo.next_case_number`, earlier in the same
+        transaction) keeps it."""
         now = self.clock()
-        number = await repo.next_case_number(session)
+        number = draft.number or await repo.next_case_number(session)
         outcome = lifecycle.new_case(replace(draft, number=number, created_at=now), now)
         row = repo.new_row(outcome.case, parent_id)
         row.id = await ids.new_id(session, CaseRow)  # written with the transaction's next flush

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -406,7 +406,11 @@ class Ingestor:
         facts = ThreadFacts(is_reply=bool(msg.thread_ids), customer_has_open_cases=has_open)
         rules = self.rules()
         decision = evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
-        draft = self.routing.draft(msg, decision, rules, now)
+        # The number first: a transaction then always takes the case counter's lock before a
+        # team's rotation lock, and two instances' batches cannot wait for each other in a
+        # circle (one holding the counter, the other a rotation).
+        number = await repo.next_case_number(session)
+        draft = replace(self.routing.draft(msg, decision, rules, now), number=number)
         draft = await self.routing.assignee(session, draft, decision, rules, now)
         _case, row = await self.service.create_in(
             session, draft, actor, parent_id=parent.id if parent else None, tags=decision.tags

@@ -748,6 +748,26 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(
     assert await rows(db, CaseRow) == 49
 
 
+async def test_a_batch_takes_the_case_counter_before_a_team_rotation(
+    ingest: Ingestor, db: Database
+) -> None:
+    """Always the counter's lock first, then a rotation's: two instances' batches then never
+    hold one each and wait for the other's (PostgreSQL would abort one as a deadlock)."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await ingest.batch([in_group(delivery(mail(n, f"case {n}")), 1) for n in (1, 2)])
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    counter = statements.index("UPDATE counters SET")
+    rotation = next(i for i, s in enumerate(statements) if s.startswith("SELECT team_rotation"))
+    assert counter < rotation
+
+
 async def test_least_open_assignment_counts_the_batch_it_is_in(
     svc: CaseService, tmp_path: Path, db: Database
 ) -> None:
