@@ -39,6 +39,7 @@ __all__ = [
     "extract_content",
     "header_str",
     "may_spool",
+    "may_spool_message",
     "sanitize_filename",
 ]
 
@@ -269,6 +270,17 @@ def may_spool(part: Message) -> bool:
     return not _is_body(ctype, disposition, _raw_filename(part))
 
 
+def may_spool_message(part: Message) -> bool:
+    """Whether an attached mail (``message/rfc822``, ``message/global``) may be kept in a file
+    instead of memory: only in an identity transfer encoding (its bytes are the mail's), never
+    the machine-readable part of a report."""
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    return part.get_content_type() in _ATTACHED_MAIL and encoding in ("", "7bit", "8bit", "binary")
+
+
+_ATTACHED_MAIL = frozenset({"message/rfc822", "message/global"})
+
+
 def extract_content(
     message: Message,
     *,
@@ -301,7 +313,8 @@ def _walk(
     maintype = part.get_content_maintype()
     payload = part.get_payload()
     if maintype == "message" and isinstance(payload, list):
-        _add_message_attachment(part, ctype, payload, out)
+        spool = spooled.get(header_str(part, SPOOL_HEADER).strip()) if spooled else None
+        _add_message_attachment(part, ctype, payload, out, spool)
         return
     if isinstance(payload, list):
         for sub in payload:
@@ -352,16 +365,22 @@ def _walk(
 
 
 def _add_message_attachment(
-    part: Message, ctype: str, payload: list[Message | str], out: MimeContent
+    part: Message,
+    ctype: str,
+    payload: list[Message | str],
+    out: MimeContent,
+    spool: SpooledBody | None = None,
 ) -> None:
+    """An attached mail or report part as an attachment; ``spool``: the mail's bytes are in a
+    file (:func:`may_spool_message`), the part here holds only its header block."""
     messages = [sub for sub in payload if isinstance(sub, Message)]
     if ctype in _REPORT_TYPES:
         data = b"\n".join(_message_bytes(block) for block in messages)
         out.delivery_status.extend(_dsn_blocks(decode_bytes(data)))
     else:
-        data = b"".join(_message_bytes(sub) for sub in messages)
+        data = b"" if spool is not None else b"".join(_message_bytes(sub) for sub in messages)
         out.returned_ids.extend(header_str(sub, "message-id") for sub in messages[:1])
-    if not data.strip():
+    if spool is None and not data.strip():
         return
     filename = _raw_filename(part)
     index = len(out.attachments) + 1
@@ -375,8 +394,9 @@ def _add_message_attachment(
         Attachment(
             filename=sanitize_filename(filename, ctype, index),
             content_type=ctype,
-            size=len(data),
-            content=data,
+            size=len(data) if spool is None else spool.size,
+            content=data if spool is None else None,
+            path=None if spool is None else spool.path,
             content_id=_content_id(part),
             inline=disposition == "inline",
         )

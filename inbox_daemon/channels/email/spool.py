@@ -17,9 +17,12 @@ Spool files: :func:`parse_file` writes them under ``spool_dir`` and never delete
 caller owns that directory and removes it once the message is stored (after the sink
 returned). :func:`spool_directory` is the usual way: a fresh directory, removed when the
 ``with`` block is left. Lines that end in a lone CR are split like the email package splits
-them; a line longer than 64 KiB is read in pieces. Not spooled, so held in memory as before:
-parts in another transfer encoding (quoted-printable, 8bit), ``message/*`` parts, and the
-parts of a multipart whose boundary never appears (:mod:`.mime` re-splits those).
+them; a line longer than 64 KiB is read in pieces. An attached mail (``message/rfc822``)
+larger than the threshold is copied into a spool file as it is, and only its header block
+stays in the skeleton (for its subject, the attachment's name, and its Message-ID, which a
+bounce returns). Not spooled, so held in memory as before: other parts in another transfer
+encoding (quoted-printable, 8bit), the parts of reports, and the parts of a multipart whose
+boundary never appears (:mod:`.mime` re-splits those).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from email.message import Message
 from pathlib import Path
 from typing import BinaryIO
 
-from inbox_daemon.channels.email.mime import SpooledBody, may_spool
+from inbox_daemon.channels.email.mime import SpooledBody, may_spool, may_spool_message
 from inbox_daemon.messages import InboundMessage
 
 __all__ = ["SPOOL_MAIL", "SPOOL_THRESHOLD", "parse_file", "should_spool", "spool_directory"]
@@ -334,6 +337,9 @@ class _Splitter:
         if depth <= _MAX_NESTING and blank and may_spool(message):
             self._leaf(lines, blank)
             return
+        if depth <= _MAX_NESTING and blank and may_spool_message(message):
+            self._attached_mail(lines, blank)
+            return
         self.out.extend(lines)
         self.out.append(blank)
         matches = _boundary_matcher(message)
@@ -410,6 +416,50 @@ class _Splitter:
         self.out.extend(lines)
         self.out.append(_MARKER_NAME + key.encode("ascii") + blank)
         self.out.append(blank)
+        self.spooled[key] = SpooledBody(path=path, size=size)
+
+    def _attached_mail(self, lines: list[bytes], blank: bytes) -> None:
+        """An attached mail: kept as it is when small, else copied to a file as it is, its
+        header block left in the skeleton (see the module docstring)."""
+        inner, inner_blank = self._read_headers()
+        if not inner_blank:  # no body to speak of: nothing worth a file
+            self.out.extend([*lines, blank, *inner])
+            self._copy()
+            return
+        head = [*inner, inner_blank]
+        held: list[bytes] = []
+        total = sum(map(len, head))
+        key = f"{self._token}-{len(self.spooled) + 1}"
+        path = self.spool_dir / f"{key}.eml"
+        size = 0
+        with contextlib.ExitStack() as stack:
+            out: BinaryIO | None = None
+            while piece := self.reader.readline():
+                held.append(piece)
+                total += len(piece)
+                if out is None and total <= self.threshold:
+                    continue
+                if out is None:
+                    out = stack.enter_context(open(path, "xb"))
+                    out.writelines(head)
+                    size = sum(map(len, head))
+                if len(held) > 1:  # the last piece waits: its line ending may be the part's end
+                    data = b"".join(held[:-1])
+                    out.write(data)
+                    size += len(data)
+                    del held[:-1]
+            if out is None:
+                self.out.extend([*lines, blank, *head, *held])
+                return
+            last = held[-1] if held else b""
+            # The line ending before the next boundary belongs to the boundary (RFC 2046).
+            if last.endswith(b"\r\n"):
+                last = last[:-2]
+            elif last.endswith((b"\n", b"\r")):
+                last = last[:-1]
+            out.write(last)
+            size += len(last)
+        self.out.extend([*lines, _MARKER_NAME + key.encode("ascii") + blank, blank, *head])
         self.spooled[key] = SpooledBody(path=path, size=size)
 
     def _copy_encoded(self, path: Path, start: int, length: int) -> int:

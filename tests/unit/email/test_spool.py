@@ -283,9 +283,10 @@ def test_inline_images_keep_their_content_id(tmp_path: Path) -> None:
     ]
 
 
-def test_an_embedded_message_is_left_alone(tmp_path: Path) -> None:
+def forwarding(size: int) -> tuple[str, str]:
+    """A mail forwarding another as an attachment: (the whole mail, the attached mail)."""
     forwarded = HEAD.replace("spool-1", "inner-1") + multipart(
-        "mixed", "fwd", [part('application/pdf; name="inner.pdf"', b64(blob(300_000, 11)))]
+        "mixed", "fwd", [part('application/pdf; name="inner.pdf"', b64(blob(size, 11)))]
     )
     text = HEAD + multipart(
         "mixed",
@@ -295,9 +296,77 @@ def test_an_embedded_message_is_left_alone(tmp_path: Path) -> None:
             f"Content-Type: message/rfc822\n\n{forwarded}",
         ],
     )
+    return text, forwarded
+
+
+def test_a_small_attached_mail_is_left_alone(tmp_path: Path) -> None:
+    text, _ = forwarding(10_000)
     spooled, _ = compare(tmp_path, to_bytes(text))
     assert [a.filename for a in spooled.attachments] == ["The logs you asked for.eml"]
     assert spool_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+def test_a_large_attached_mail_goes_to_a_file_as_it_came(tmp_path: Path, newline: str) -> None:
+    text, forwarded = forwarding(300_000)
+    raw = to_bytes(text, newline)
+    source = tmp_path / "mail.eml"
+    source.write_bytes(raw)
+    spooled = parse_file(
+        source, channel_mailbox="support", external_id="1:1", spool_dir=tmp_path / "spool",
+        threshold=THRESHOLD,
+    )  # fmt: skip
+    whole = parse_message(raw, channel_mailbox="support", external_id="1:1")
+    for name in ("subject", "sender", "text", "html", "message_id", "references", "flags"):
+        assert getattr(spooled, name) == getattr(whole, name), name
+    [att], [full] = spooled.attachments, whole.attachments
+    described = (att.filename, att.content_type, att.inline)
+    assert described == (full.filename, full.content_type, full.inline)
+    assert described == ("The logs you asked for.eml", "message/rfc822", False)
+    assert att.content is None
+    assert att.path is not None
+    # The attached mail byte for byte (parse_message re-serialises it); its last line ending
+    # belongs to the boundary after it.
+    assert att.path.read_bytes() == to_bytes(forwarded, newline).removesuffix(newline.encode())
+    assert att.size == att.path.stat().st_size
+    assert spool_files(tmp_path) == [att.path]
+
+
+def test_a_bounce_returning_a_large_original_still_names_it(tmp_path: Path) -> None:
+    """The Message-ID of the returned original (what the bounce is matched by) is read from
+    the header block the skeleton keeps."""
+    _, original = forwarding(300_000)
+    text = (
+        "From: MAILER-DAEMON@mx.example\nTo: support@example.com\nSubject: Undelivered Mail\n"
+        "Message-ID: <bounce-1@mx.example>\nMIME-Version: 1.0\n"
+        + multipart(
+            "report; report-type=delivery-status",
+            "r",
+            [
+                part("text/plain", "Delivery failed.", cte="7bit"),
+                part("message/delivery-status", "Final-Recipient: rfc822; x@y.example\n"
+                     "Action: failed\nStatus: 5.1.1\n", cte="7bit"),
+                f"Content-Type: message/rfc822\n\n{original}",
+            ],
+        )
+    )  # fmt: skip
+    spooled, whole = compare_returned(tmp_path, to_bytes(text))
+    assert "<inner-1@customer.example>" in spooled.references
+    assert spooled.flags == whole.flags
+    assert spooled.flags.bounce
+
+
+def compare_returned(tmp_path: Path, raw: bytes) -> tuple[InboundMessage, InboundMessage]:
+    source = tmp_path / "bounce.eml"
+    source.write_bytes(raw)
+    spooled = parse_file(
+        source, channel_mailbox="support", external_id="1:1", spool_dir=tmp_path / "spool",
+        threshold=THRESHOLD,
+    )  # fmt: skip
+    whole = parse_message(raw, channel_mailbox="support", external_id="1:1")
+    assert spooled.references == whole.references
+    assert len(spool_files(tmp_path)) == 1
+    return spooled, whole
 
 
 def test_lone_carriage_returns_end_lines_as_in_the_email_package(tmp_path: Path) -> None:
@@ -384,6 +453,41 @@ def test_parse_file_of_a_30_mb_attachment_stays_small(tmp_path: Path) -> None:
     assert att.size == 30 * 1024 * 1024
     assert hashlib.sha256(att.path.read_bytes()).hexdigest() == data_sha.hexdigest()
     assert message.content_hash == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert peak < 15 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_parse_file_of_a_forwarded_30_mb_mail_stays_small(tmp_path: Path) -> None:
+    source = tmp_path / "big.eml"
+    rng = random.Random(17)
+    with source.open("wb") as out:
+        out.write(to_bytes(HEAD + 'Content-Type: multipart/mixed; boundary="b"\n\n--b\n'))
+        out.write(to_bytes(part("text/plain", "See below.", cte="7bit") + "--b\n"))
+        out.write(to_bytes("Content-Type: message/rfc822\n\n"))
+        start = out.tell()
+        out.write(to_bytes(HEAD.replace("spool-1", "inner-30") + "Content-Type: application/zip\n"))
+        out.write(to_bytes("Content-Transfer-Encoding: base64\n\n"))
+        for _ in range(40):
+            out.write(to_bytes(b64(rng.randbytes(768 * 1024)) + "\n"))
+        end = out.tell() - 2  # the last CRLF is the boundary's
+        out.write(b"--b--\r\n")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        message = parse_file(
+            source, channel_mailbox="s", external_id="1", spool_dir=tmp_path / "spool"
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    [att] = message.attachments
+    assert att.path is not None
+    assert (att.filename, att.content_type) == ("The logs you asked for.eml", "message/rfc822")
+    with source.open("rb") as raw:
+        raw.seek(start)
+        assert (
+            hashlib.sha256(att.path.read_bytes()).digest()
+            == hashlib.sha256(raw.read(end - start)).digest()
+        )
     assert peak < 15 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
 
 
