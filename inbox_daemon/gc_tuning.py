@@ -2,12 +2,11 @@
 
 Intake makes tens of thousands of objects per batch (parsed MIME trees in the parse worker,
 rows and their ORM state in the daemon), nearly all freed by reference counting. With
-CPython's default thresholds (700 allocations) the collector still runs every few hundred
-of them and walks the young objects each time (about 5 % of intake's time in
-``bench/ingest.py``). Collecting
-the youngest generation every 20,000 allocations instead costs a little memory (garbage in
-cycles waits a little longer) and none of that time; what the process built at start-up is
-frozen out of the collector's walks altogether.
+CPython's default thresholds (700 allocations) the collector still runs every few hundred of
+them and walks the young objects each time: about 5 % of intake's time in
+``bench/ingest.py``. Collecting the youngest generation every 20,000 allocations instead costs
+a little memory (garbage in cycles waits a little longer) and none of that time; what the
+process built at start-up is frozen out of the collector's walks altogether.
 """
 
 from __future__ import annotations
