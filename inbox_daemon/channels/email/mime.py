@@ -41,6 +41,7 @@ __all__ = [
     "may_spool",
     "may_spool_message",
     "sanitize_filename",
+    "transfer_encoding",
 ]
 
 #: The header :mod:`.spool` adds to a part whose body it cut out (lower case, as looked up).
@@ -254,15 +255,16 @@ def _is_body(ctype: str, disposition: str | None, filename: str | None) -> bool:
 def may_spool(part: Message) -> bool:
     """Whether a part's body may be decoded to a file instead of memory.
 
-    Only a base64 leaf that :func:`extract_content` turns into nothing but an attachment: not a
-    multipart or ``message/*`` part, not body text, not a text/plain part without a
-    disposition (the body when nothing else is) and not ``text/rfc822-headers`` (read for the
-    Message-ID a bounce returns).
+    Only a leaf in base64 or an identity encoding (7bit, 8bit, binary: its bytes are its data)
+    that :func:`extract_content` turns into nothing but an attachment: not a multipart or
+    ``message/*`` part, not body text, not a text/plain part without a disposition (the body
+    when nothing else is) and not ``text/rfc822-headers`` (read for the Message-ID a bounce
+    returns).
     """
     ctype = part.get_content_type()
     if part.get_content_maintype() in ("multipart", "message"):
         return False
-    if str(part.get("content-transfer-encoding", "")).lower() != "base64":
+    if transfer_encoding(part) not in ("base64", *IDENTITY_ENCODINGS):
         return False
     disposition = _disposition(part)
     if ctype == "text/rfc822-headers" or (ctype == "text/plain" and disposition is None):
@@ -274,8 +276,18 @@ def may_spool_message(part: Message) -> bool:
     """Whether an attached mail (``message/rfc822``, ``message/global``) may be kept in a file
     instead of memory: only in an identity transfer encoding (its bytes are the mail's), never
     the machine-readable part of a report."""
-    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
-    return part.get_content_type() in _ATTACHED_MAIL and encoding in ("", "7bit", "8bit", "binary")
+    return part.get_content_type() in _ATTACHED_MAIL and transfer_encoding(part) in (
+        IDENTITY_ENCODINGS
+    )
+
+
+#: Transfer encodings that leave the bytes as they are ("": none given, 7bit by default).
+IDENTITY_ENCODINGS = ("", "7bit", "8bit", "binary")
+
+
+def transfer_encoding(part: Message) -> str:
+    """A part's Content-Transfer-Encoding, lower case, "" when it has none."""
+    return str(part.get("content-transfer-encoding", "")).strip().lower()
 
 
 _ATTACHED_MAIL = frozenset({"message/rfc822", "message/global"})

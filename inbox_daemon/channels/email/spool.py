@@ -20,9 +20,10 @@ returned). :func:`spool_directory` is the usual way: a fresh directory, removed 
 them; a line longer than 64 KiB is read in pieces. An attached mail (``message/rfc822``)
 larger than the threshold is copied into a spool file as it is, and only its header block
 stays in the skeleton (for its subject, the attachment's name, and its Message-ID, which a
-bounce returns). Not spooled, so held in memory as before: other parts in another transfer
-encoding (quoted-printable, 8bit), the parts of reports, and the parts of a multipart whose
-boundary never appears (:mod:`.mime` re-splits those).
+bounce returns). An attachment in an identity transfer encoding (7bit, 8bit, binary) is
+copied as it is too, without the line ending that belongs to the boundary after it. Not
+spooled, so held in memory as before: quoted-printable parts, the parts of reports, and the
+parts of a multipart whose boundary never appears (:mod:`.mime` re-splits those).
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ from email.message import Message
 from pathlib import Path
 from typing import BinaryIO
 
-from inbox_daemon.channels.email.mime import SpooledBody, may_spool, may_spool_message
+from inbox_daemon.channels.email.mime import (
+    SpooledBody,
+    may_spool,
+    may_spool_message,
+    transfer_encoding,
+)
 from inbox_daemon.messages import InboundMessage
 
 __all__ = ["SPOOL_MAIL", "SPOOL_THRESHOLD", "parse_file", "should_spool", "spool_directory"]
@@ -68,6 +74,7 @@ _MAX_NESTING = 100
 #: The feed parser's header line (``email.feedparser.headerRE``), on bytes.
 _HEADER_LINE = re.compile(rb"^(From |[\041-\071\073-\176]*:|[\t ])")
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
+_LINE_END = re.compile(rb"(?:\r\n|\n|\r)\Z")
 _PAD_RUN = re.compile(rb"(=+)")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_JUNK = bytes(c for c in range(256) if c not in _B64_ALPHABET + b"=")
@@ -218,6 +225,31 @@ class _Reader:
         return b"".join(pieces), offset
 
 
+class _IdentityFile:
+    """Body bytes in, the same bytes out to a file, the final line ending left out if asked."""
+
+    undecodable = False
+
+    def __init__(self, out: BinaryIO, cut_last_eol: bool) -> None:
+        self._out = out
+        self._cut = cut_last_eol
+        self._held = b""  # a line ending at the end of what was fed, not yet judged
+        self.size = 0
+
+    def feed(self, data: bytes, *, final: bool = False) -> None:
+        data = self._held + data
+        self._held = b""
+        if self._cut:
+            ending = _LINE_END.search(data)
+            if ending is not None:
+                data, self._held = data[: ending.start()], data[ending.start() :]
+        if final and not self._cut:
+            data += self._held
+        if data:
+            self._out.write(data)
+            self.size += len(data)
+
+
 class _Base64File:
     """Base64 text in, decoded bytes out to a file, as the email package decodes it.
 
@@ -335,7 +367,9 @@ class _Splitter:
         message = self._headers.parsebytes(b"".join(lines))
         message.set_default_type(default_type)
         if depth <= _MAX_NESTING and blank and may_spool(message):
-            self._leaf(lines, blank)
+            # In a multipart, the line ending before the next boundary is the boundary's.
+            decoded = transfer_encoding(message) == "base64"
+            self._leaf(lines, blank, as_is=not decoded, cut_last_eol=depth > 0)
             return
         if depth <= _MAX_NESTING and blank and may_spool_message(message):
             self._attached_mail(lines, blank)
@@ -377,14 +411,19 @@ class _Splitter:
             finally:
                 reader.boundaries.pop()
 
-    def _leaf(self, lines: list[bytes], blank: bytes) -> None:
-        """A spoolable part: kept as it is when small, else decoded to a file and cut out."""
+    def _leaf(
+        self, lines: list[bytes], blank: bytes, *, as_is: bool = False, cut_last_eol: bool = True
+    ) -> None:
+        """A spoolable part: kept as it is when small, else decoded to a file and cut out.
+
+        ``as_is``: an identity transfer encoding, the body is the data (its last line ending
+        left out when ``cut_last_eol``, as the email package leaves it out in a multipart)."""
         reader = self.reader
         pieces: list[bytes] = []
         pending = 0
         start: int | None = None
         total = 0
-        spool: _Base64File | None = None
+        spool: _Base64File | _IdentityFile | None = None
         key = f"{self._token}-{len(self.spooled) + 1}"
         path = self.spool_dir / f"{key}.bin"
         with contextlib.ExitStack() as stack:
@@ -397,7 +436,8 @@ class _Splitter:
                 if spool is None and total <= self.threshold:
                     continue
                 if spool is None:
-                    spool = _Base64File(stack.enter_context(open(path, "xb")))
+                    out = stack.enter_context(open(path, "xb"))
+                    spool = _IdentityFile(out, cut_last_eol) if as_is else _Base64File(out)
                     pending = _BATCH  # hand over what was held back at once
                 if pending >= _BATCH:
                     spool.feed(b"".join(pieces))

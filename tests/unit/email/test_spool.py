@@ -283,6 +283,36 @@ def test_inline_images_keep_their_content_id(tmp_path: Path) -> None:
     ]
 
 
+def eight_bit(size: int, seed: int) -> str:
+    """Lines of random bytes (none a line ending), as an 8bit body: surrogate-escaped text."""
+    rng = random.Random(seed)
+    lines = []
+    while size > 0:
+        line = bytes(rng.choice(b"abc \t\xe9\xff\x00-=.") for _ in range(rng.randint(0, 120)))
+        lines.append(line.decode("ascii", "surrogateescape"))
+        size -= len(line) + 1
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+@pytest.mark.parametrize("encoding", ["8bit", "binary", "7bit"])
+@pytest.mark.parametrize("ending", ["closed", "cut short", "alone"])
+def test_a_large_attachment_in_an_identity_encoding_is_spooled_as_it_is(
+    tmp_path: Path, newline: str, encoding: str, ending: str
+) -> None:
+    body = eight_bit(300_000, 12)
+    log = part('application/octet-stream; name="app.log"', body, cte=encoding)
+    if ending == "alone":  # the whole mail is the attachment: no boundary after it
+        text = HEAD + log
+    else:
+        parts = [part("text/plain", "The log.", cte="7bit"), log]
+        text = HEAD + multipart("mixed", "b", parts, close=ending == "closed")
+    spooled, _ = compare(tmp_path, to_bytes(text, newline))
+    [att] = [a for a in spooled.attachments if a.filename == "app.log"]
+    assert att.path is not None
+    assert spool_files(tmp_path) == [att.path]
+
+
 def forwarding(size: int) -> tuple[str, str]:
     """A mail forwarding another as an attachment: (the whole mail, the attached mail)."""
     forwarded = HEAD.replace("spool-1", "inner-1") + multipart(
