@@ -255,7 +255,7 @@ def _is_body(ctype: str, disposition: str | None, filename: str | None) -> bool:
 def may_spool(part: Message) -> bool:
     """Whether a part's body may be decoded to a file instead of memory.
 
-    Only a leaf in base64 or an identity encoding (7bit, 8bit, binary: its bytes are its data)
+    Only a leaf in base64, quoted-printable or an identity encoding (7bit, 8bit, binary)
     that :func:`extract_content` turns into nothing but an attachment: not a multipart or
     ``message/*`` part, not body text, not a text/plain part without a disposition (the body
     when nothing else is) and not ``text/rfc822-headers`` (read for the Message-ID a bounce
@@ -264,7 +264,7 @@ def may_spool(part: Message) -> bool:
     ctype = part.get_content_type()
     if part.get_content_maintype() in ("multipart", "message"):
         return False
-    if transfer_encoding(part) not in ("base64", *IDENTITY_ENCODINGS):
+    if transfer_encoding(part) not in ("base64", "quoted-printable", *IDENTITY_ENCODINGS):
         return False
     disposition = _disposition(part)
     if ctype == "text/rfc822-headers" or (ctype == "text/plain" and disposition is None):

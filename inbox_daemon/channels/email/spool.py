@@ -21,9 +21,10 @@ them; a line longer than 64 KiB is read in pieces. An attached mail (``message/r
 larger than the threshold is copied into a spool file as it is, and only its header block
 stays in the skeleton (for its subject, the attachment's name, and its Message-ID, which a
 bounce returns). An attachment in an identity transfer encoding (7bit, 8bit, binary) is
-copied as it is too, without the line ending that belongs to the boundary after it. Not
-spooled, so held in memory as before: quoted-printable parts, the parts of reports, and the
-parts of a multipart whose boundary never appears (:mod:`.mime` re-splits those).
+copied as it is too, and one in quoted-printable decoded a line at a time, both without the
+line ending that belongs to the boundary after it. Not spooled, so held in memory as before:
+the parts of reports, and the parts of a multipart whose boundary never appears
+(:mod:`.mime` re-splits those).
 """
 
 from __future__ import annotations
@@ -250,6 +251,35 @@ class _IdentityFile:
             self.size += len(data)
 
 
+class _QuotedPrintableFile:
+    """Quoted-printable text in, decoded bytes out to a file, as the email package decodes it
+    (``binascii.a2b_qp`` of the whole body), in pieces that end after a LF: nothing a2b_qp
+    reads as one (an escape, a soft line break) spans one, so the pieces decode alike."""
+
+    undecodable = False
+
+    def __init__(self, out: BinaryIO, cut_last_eol: bool) -> None:
+        self._out = out
+        self._cut = cut_last_eol
+        #: From the start of the last line that ends in LF: its line ending may be the boundary's.
+        self._held = b""
+        self.size = 0
+
+    def feed(self, text: bytes, *, final: bool = False) -> None:
+        data = self._held + text
+        if final:
+            ending = _LINE_END.search(data) if self._cut else None
+            ready, self._held = data[: ending.start()] if ending else data, b""
+        else:
+            last = data.rfind(b"\n")
+            start = data.rfind(b"\n", 0, last) + 1 if last >= 0 else 0
+            ready, self._held = data[:start], data[start:]
+        decoded = binascii.a2b_qp(ready)
+        if decoded:
+            self._out.write(decoded)
+            self.size += len(decoded)
+
+
 class _Base64File:
     """Base64 text in, decoded bytes out to a file, as the email package decodes it.
 
@@ -368,8 +398,7 @@ class _Splitter:
         message.set_default_type(default_type)
         if depth <= _MAX_NESTING and blank and may_spool(message):
             # In a multipart, the line ending before the next boundary is the boundary's.
-            decoded = transfer_encoding(message) == "base64"
-            self._leaf(lines, blank, as_is=not decoded, cut_last_eol=depth > 0)
+            self._leaf(lines, blank, transfer_encoding(message), cut_last_eol=depth > 0)
             return
         if depth <= _MAX_NESTING and blank and may_spool_message(message):
             self._attached_mail(lines, blank)
@@ -411,19 +440,17 @@ class _Splitter:
             finally:
                 reader.boundaries.pop()
 
-    def _leaf(
-        self, lines: list[bytes], blank: bytes, *, as_is: bool = False, cut_last_eol: bool = True
-    ) -> None:
+    def _leaf(self, lines: list[bytes], blank: bytes, encoding: str, *, cut_last_eol: bool) -> None:
         """A spoolable part: kept as it is when small, else decoded to a file and cut out.
 
-        ``as_is``: an identity transfer encoding, the body is the data (its last line ending
-        left out when ``cut_last_eol``, as the email package leaves it out in a multipart)."""
+        Quoted-printable and the identity encodings leave the body's last line ending out when
+        ``cut_last_eol``, as the email package does in a multipart (base64 has no use for it)."""
         reader = self.reader
         pieces: list[bytes] = []
         pending = 0
         start: int | None = None
         total = 0
-        spool: _Base64File | _IdentityFile | None = None
+        spool: _Base64File | _IdentityFile | _QuotedPrintableFile | None = None
         key = f"{self._token}-{len(self.spooled) + 1}"
         path = self.spool_dir / f"{key}.bin"
         with contextlib.ExitStack() as stack:
@@ -437,7 +464,12 @@ class _Splitter:
                     continue
                 if spool is None:
                     out = stack.enter_context(open(path, "xb"))
-                    spool = _IdentityFile(out, cut_last_eol) if as_is else _Base64File(out)
+                    if encoding == "base64":
+                        spool = _Base64File(out)
+                    elif encoding == "quoted-printable":
+                        spool = _QuotedPrintableFile(out, cut_last_eol)
+                    else:
+                        spool = _IdentityFile(out, cut_last_eol)
                     pending = _BATCH  # hand over what was held back at once
                 if pending >= _BATCH:
                     spool.feed(b"".join(pieces))

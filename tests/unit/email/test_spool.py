@@ -22,6 +22,7 @@ from inbox_daemon.channels.email.parse import parse_message
 from inbox_daemon.channels.email.spool import (
     SPOOL_MAIL,
     _Base64File,
+    _QuotedPrintableFile,
     parse_file,
     should_spool,
     spool_directory,
@@ -295,9 +296,9 @@ def eight_bit(size: int, seed: int) -> str:
 
 
 @pytest.mark.parametrize("newline", ["\r\n", "\n"])
-@pytest.mark.parametrize("encoding", ["8bit", "binary", "7bit"])
+@pytest.mark.parametrize("encoding", ["8bit", "binary", "7bit", "quoted-printable"])
 @pytest.mark.parametrize("ending", ["closed", "cut short", "alone"])
-def test_a_large_attachment_in_an_identity_encoding_is_spooled_as_it_is(
+def test_a_large_attachment_not_in_base64_is_spooled_as_parse_message_decodes_it(
     tmp_path: Path, newline: str, encoding: str, ending: str
 ) -> None:
     body = eight_bit(300_000, 12)
@@ -519,6 +520,37 @@ def test_parse_file_of_a_forwarded_30_mb_mail_stays_small(tmp_path: Path) -> Non
             == hashlib.sha256(raw.read(end - start)).digest()
         )
     assert peak < 15 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet="ab=3D \t\r\n\xe9", max_size=80),
+    cut=st.lists(st.integers(min_value=0, max_value=80), max_size=4),
+    in_multipart=st.booleans(),
+)
+def test_the_chunked_quoted_printable_decoder_matches_the_email_package(
+    text: str, cut: list[int], in_multipart: bool
+) -> None:
+    body = text.encode("latin-1")
+    head = b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    if in_multipart:
+        raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n' + head + body
+        raw += b"\r\n--b--\r\n"
+    else:
+        raw = head + body
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    leaf = msg.get_payload(0) if in_multipart else msg
+    expected = leaf.get_payload(decode=True)
+    # The reader gives the body as lines; the last one ends where the boundary line begins.
+    fed = body + b"\r\n" if in_multipart else body
+    out = io.BytesIO()
+    decoder = _QuotedPrintableFile(out, cut_last_eol=in_multipart)
+    bounds = sorted({min(c, len(fed)) for c in cut})
+    for start, end in zip([0, *bounds], [*bounds, len(fed)], strict=True):
+        decoder.feed(fed[start:end])
+    decoder.feed(b"", final=True)
+    assert out.getvalue() == expected
+    assert decoder.size == len(expected)
 
 
 def email_package_decoding(encoded: bytes) -> bytes:
