@@ -26,7 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.directory import Directory, User
-from inbox_daemon.cases.enums import Status
+from inbox_daemon.cases.enums import ActivityKind, Status
 from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult, Sink, take_batch
 from inbox_daemon.channels.slack import cards
@@ -43,9 +43,11 @@ from inbox_daemon.channels.slack.intake import EventKind, MessageRevision
 from inbox_daemon.channels.slack.profiles import SlackProfiles
 from inbox_daemon.errors import CaseRuleError, ChannelUnavailable
 from inbox_daemon.logging import get_logger
-from inbox_daemon.service import CaseService
+from inbox_daemon.messages import Attachment
+from inbox_daemon.service import CaseService, StoredFile
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import slack as slack_store
+from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.tables import ActivityRow
 
 __all__ = ["CaseCards", "SlackAgents"]
@@ -251,9 +253,12 @@ class SlackAgents:
         *,
         background: Background | None = None,
         profiles: SlackProfiles | None = None,
+        files: FileStore | None = None,
     ) -> None:
         self.service = service
         self.client = client
+        #: Where the files of an agent's answer are kept (None: files are not passed on).
+        self.files = files
         self.background = background if background is not None else Background()
         self.profiles = profiles if profiles is not None else SlackProfiles(client)
         self.cards = CaseCards(service, client, self.profiles)
@@ -332,15 +337,42 @@ class SlackAgents:
         return self._done(outcome, agent, f"{{number}} is assigned to {target.name}.")
 
     async def reply(
-        self, slack_user: str, number: str, text: str, *, source: str | None = None
+        self,
+        slack_user: str,
+        number: str,
+        text: str,
+        *,
+        source: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> ActionResult:
         agent = await self.agent(slack_user)
+        stored = await self._store(attachments)
         activity = await self.service.reply(
-            number, text, Actor.user(agent.id), source=_source(source)
+            number, text, Actor.user(agent.id), source=_source(source), files=stored
         )
         self._redraw(number.upper(), agent)
         to = ", ".join(activity.recipients) or "the customer"
-        return ActionResult(number.upper(), f"Reply to {to} queued ({activity.kind}).")
+        message = f"Reply to {to} queued ({activity.kind})."
+        if attachments:
+            if stored and activity.kind == ActivityKind.EMAIL.value:
+                names = ", ".join(f.filename for f in stored)
+                message += f" With {len(stored)} file{'s' if len(stored) > 1 else ''}: {names}."
+            else:
+                message += " Its files stay in Slack: they are passed on by email only."
+        return ActionResult(number.upper(), message)
+
+    async def _store(self, attachments: Sequence[Attachment]) -> list[StoredFile]:
+        """Put an answer's files in the attachment store (content-addressed: a retry adds no
+        second copy)."""
+        if self.files is None:
+            return []
+        stored = []
+        for att in attachments:
+            if att.content is None:
+                continue
+            sha, size = await asyncio.to_thread(self.files.put, att.content)
+            stored.append(StoredFile(sha, size, att.filename, att.content_type))
+        return stored
 
     async def note(
         self, slack_user: str, number: str, text: str, *, source: str | None = None

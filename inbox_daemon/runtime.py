@@ -92,7 +92,9 @@ class Runtime:
             secrets = slack.secrets()
             client = make_client(slack, secrets.bot_token)
             background = Background()
-            self.slack_agents = SlackAgents(self.service, client, background=background)
+            self.slack_agents = SlackAgents(
+                self.service, client, background=background, files=self.files
+            )
             self.sink = self.slack_agents.observe(self.ingestor)
             self.slack = SlackApp(
                 slack,

@@ -33,7 +33,7 @@ from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import ids
 from inbox_daemon.store.db import Database
-from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow, ReceiptRow
+from inbox_daemon.store.tables import ActivityRow, AttachmentRow, AuditRow, CaseRow, ReceiptRow
 
 Clock = Callable[[], datetime]
 #: Where an agent's action came from: (channel, workspace, message id), e.g. a Slack message.
@@ -47,6 +47,16 @@ def _no_sla(_name: str) -> tuple[sla.SlaPolicy, BusinessCalendar] | None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file already in the attachment store, to go with an outgoing message."""
+
+    sha256: str
+    size: int
+    filename: str
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -418,30 +428,51 @@ class CaseService:
         return activity
 
     async def reply(
-        self, number: str, text: str, actor: Actor, *, source: Source | None = None
+        self,
+        number: str,
+        text: str,
+        actor: Actor,
+        *,
+        source: Source | None = None,
+        files: Sequence[StoredFile] = (),
     ) -> ActivityRow:
         """An agent's answer: an outgoing activity, pending delivery, its Message-ID fixed now.
 
-        ``source`` makes it idempotent, as for :meth:`note`.
+        ``source`` makes it idempotent, as for :meth:`note`. ``files`` (already in the file
+        store) go with an answer by email; an answer in Slack carries text only.
         """
         if not text.strip():
             raise CaseRuleError("a reply needs some text")
         activity = await self._once(
-            source, lambda session: self._reply_in(session, number, text, actor)
+            source, lambda session: self._reply_in(session, number, text, actor, files)
         )
         self.outgoing_queued()
         return activity
 
     async def _reply_in(
-        self, session: AsyncSession, number: str, text: str, actor: Actor
+        self,
+        session: AsyncSession,
+        number: str,
+        text: str,
+        actor: Actor,
+        files: Sequence[StoredFile] = (),
     ) -> ActivityRow:
         row = await repo.get_case_row(session, _norm_number(number), for_update=True)
         await self.change_in(session, row, lifecycle.AgentReplied(), actor)
         activity = await self.outgoing_in(session, row, text, actor)
+        detail: dict[str, object] = {"activity": activity.id, "message_id": activity.message_id}
+        if files and activity.kind == ActivityKind.EMAIL.value:
+            session.add_all(
+                AttachmentRow(
+                    activity_id=activity.id, sha256=f.sha256, size=f.size,
+                    filename=f.filename[:255], content_type=f.content_type[:255],
+                )
+                for f in files
+            )  # fmt: skip
+            detail["files"] = [f.filename for f in files]
         repo.audit(
-            session, row.id, at=activity.created_at, actor=actor, action="reply",
-            detail={"activity": activity.id, "message_id": activity.message_id},
-        )  # fmt: skip
+            session, row.id, at=activity.created_at, actor=actor, action="reply", detail=detail
+        )
         return activity
 
     def outgoing_queued(self) -> None:

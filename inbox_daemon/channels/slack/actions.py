@@ -8,13 +8,14 @@ or a broken case rule comes back as an ``InboxError`` whose message the user is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from inbox_daemon.cases.model import Case
 from inbox_daemon.errors import InboxError
+from inbox_daemon.messages import Attachment
 
 __all__ = [
     "ActionResult",
@@ -98,12 +99,19 @@ class AgentActions(Protocol):
         ...
 
     async def reply(
-        self, slack_user: str, number: str, text: str, *, source: str | None = None
+        self,
+        slack_user: str,
+        number: str,
+        text: str,
+        *,
+        source: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> ActionResult:
         """Answer the customer through the channel the case came from.
 
         ``source`` (``channel:ts`` of the agent's Slack message) makes it happen once only,
-        however often Slack delivers that message.
+        however often Slack delivers that message. ``attachments`` (the message's files) go
+        with an answer by email; the result's message says what became of them.
         """
         ...
 

@@ -167,11 +167,16 @@ class SlackHandlers:
         text = slack_to_plain(str(event.get("text", ""))).strip()
         note = self._note_text(text)
         source = f"{channel}:{event.get('ts', '')}" if event.get("ts") else None
+        files = event.get("files") or ()
+        skipped: tuple[str, ...] = ()
         try:
             if note is not None:
                 result = await self.actions.note(user, number, note, source=source)
             else:
-                result = await self.actions.reply(user, number, text, source=source)
+                attachments, skipped = await self.files.fetch(files) if files else ((), ())
+                result = await self.actions.reply(
+                    user, number, text, source=source, attachments=attachments
+                )
         except InboxError as exc:
             self.recent.finish(key)
             self.tell(channel, user, f":warning: {exc}", thread_ts=thread_ts)
@@ -180,13 +185,12 @@ class SlackHandlers:
             self.recent.abandon(key)
             raise
         self.recent.finish(key)
-        if event.get("files"):
-            self.tell(
-                channel,
-                user,
-                f"{result.message} Files in Slack are not passed on to the customer.",
-                thread_ts=thread_ts,
-            )
+        if note is not None and files:
+            self.tell(channel, user, f"{result.message} Its files stay in Slack.",
+                      thread_ts=thread_ts)  # fmt: skip
+        elif files:
+            told = " ".join([result.message, *skipped])
+            self.tell(channel, user, told, thread_ts=thread_ts)
 
     def _note_text(self, text: str) -> str | None:
         """The note in a thread message that starts with the note marker, else None."""

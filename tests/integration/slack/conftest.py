@@ -68,7 +68,9 @@ async def parts(
     )
     client = AsyncWebClient(token=BOT_TOKEN, base_url=slack_api.api_url, timeout=5)
     background = Background()
-    agents = SlackAgents(svc, client, background=background)
+    agents = SlackAgents(
+        svc, client, background=background, files=FileStore(tmp_path / "attachments")
+    )
     return svc, ingestor, agents, background, client
 
 

@@ -29,8 +29,9 @@ from inbox_daemon.channels.email.smtp import EmailSender, SmtpSender
 from inbox_daemon.config import MailboxSettings, SmtpSettings
 from inbox_daemon.messages import Address, ChannelKind, InboundMessage
 from inbox_daemon.outbox import Outbox
+from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.slack import SlackCardRow
-from inbox_daemon.store.tables import ActivityRow, AuditRow
+from inbox_daemon.store.tables import ActivityRow, AttachmentRow, AuditRow
 
 
 async def new_case(world: World, text: str = "Printer on fire") -> SlackCardRow:
@@ -203,6 +204,58 @@ async def test_agent_reply_in_a_card_thread_goes_to_the_outbox(
     assert "<m1@customer.example>" in mail["References"]
     assert "[CAS-000001]" in mail["Subject"]
     assert "the reset page (https://example.com/reset)" in mail.get_body(("plain",)).get_content()
+
+
+async def test_the_files_of_an_agent_reply_go_to_the_customer_by_email(
+    world: World, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    card = await email_case(world)
+    patch = b"--- a/config\n+++ b/config\n-debug = no\n+debug = yes\n"
+    fix = world.api.add_file("F0FIX", "fix.patch", patch, "text/x-diff")
+    gone = {"id": "F0GONE", "name": "old.png", "mode": "tombstone"}
+    reply = message_event("Apply this patch.", user=ALICE, channel=AGENTS_CHANNEL,
+                          thread_ts=card.ts, subtype="file_share", files=[fix, gone])  # fmt: skip
+    assert (await world.event(reply))[0] == 200
+    await world.settle()
+    async with world.db.transaction() as session:
+        stmt = select(ActivityRow).where(ActivityRow.direction == "outgoing")
+        [out] = (await session.execute(stmt)).scalars()
+        stored = (
+            await session.execute(select(AttachmentRow).where(AttachmentRow.activity_id == out.id))
+        ).scalars()
+        assert [(a.filename, a.content_type, a.sha256, a.size) for a in stored] == [
+            ("fix.patch", "text/x-diff", hashlib.sha256(patch).hexdigest(), len(patch))
+        ]
+    [told] = ephemerals(world, ALICE)
+    assert "With 1 file: fix.patch." in told
+    assert "'old.png'" in told  # and the one that could not be had, with why
+    [event] = await audit(world, "reply")
+    assert event.detail["files"] == ["fix.patch"]
+    box = MailboxSettings(
+        name="support", address="support@support.example.com", kind="maildir", path=Path("/x"),
+        smtp=SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, tls="none"),
+    )  # fmt: skip
+    senders = {"email": EmailSender({"support": SmtpSender(box)})}
+    outbox = Outbox(world.db, senders, files=FileStore(tmp_path / "attachments"))
+    assert await outbox.run_once() == 1
+    [got] = smtp_sink.received
+    [sent] = list(got.message.iter_attachments())
+    assert sent.get_filename() == "fix.patch"
+    assert sent.get_payload(decode=True) == patch
+
+
+async def test_files_of_a_note_or_of_a_slack_answer_stay_in_slack(world: World) -> None:
+    card = await new_case(world)  # the customer writes in Slack
+    log = world.api.add_file("F0LOG2", "trace.log", b"boom\n", "text/plain")
+    for text in ("!note see the trace", "Here is what we found."):
+        event = message_event(text, user=ALICE, channel=AGENTS_CHANNEL, thread_ts=card.ts,
+                              subtype="file_share", files=[log])  # fmt: skip
+        assert (await world.event(event))[0] == 200
+    await world.settle()
+    note, answer = ephemerals(world, ALICE)
+    assert note.endswith("Its files stay in Slack.")
+    assert "Its files stay in Slack: they are passed on by email only." in answer
+    assert await world.count(AttachmentRow) == 0
 
 
 async def test_note_marker_keeps_it_internal(world: World) -> None:
