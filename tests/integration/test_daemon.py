@@ -49,18 +49,25 @@ def cases(home: Path) -> dict[str, dict[str, object]]:
     return {str(c["title"]): c for c in json.loads(out)}
 
 
-def wait_for(predicate: object, timeout: float = 15.0) -> None:
+def wait_for(predicate: object, timeout: float = 15.0, every: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return
-        time.sleep(0.2)
+        time.sleep(every)
     raise AssertionError("timed out waiting")
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     run_cli(tmp_path, "init", ".")
+    config = tmp_path / "inbox-daemon.toml"
+    # Groups of 10 (not 100): a signal can land between the groups of a 200-mail backlog.
+    text = config.read_text()
+    assert 'path = "var/maildir"\n' in text
+    config.write_text(
+        text.replace('path = "var/maildir"\n', 'path = "var/maildir"\nbatch_messages = 10\n')
+    )
     (tmp_path / "rules.yaml").write_text(RULES)
     (tmp_path / "var" / "maildir" / "tmp").mkdir(parents=True, exist_ok=True)
     (tmp_path / "var" / "maildir" / "new").mkdir(parents=True, exist_ok=True)
@@ -204,8 +211,8 @@ def test_sighup_then_sigterm_mid_batch_and_a_restart_loses_and_doubles_nothing(
         with sqlite3.connect(db, timeout=30) as conn:
             return int(conn.execute(sql).fetchone()[0])
 
-    wait_for(lambda: count("SELECT count(*) FROM receipts") >= 10)
-    proc.send_signal(signal.SIGTERM)  # in the middle of the batch
+    wait_for(lambda: count("SELECT count(*) FROM receipts") >= 10, every=0.01)
+    proc.send_signal(signal.SIGTERM)  # in the middle of the backlog
     assert proc.wait(timeout=40) == 0
     taken = count("SELECT count(*) FROM receipts")
     assert 10 <= taken < 200
