@@ -6,8 +6,8 @@ refers to, or the case number in its subject); does its sender have an open case
 fact); how many automatic answers went to the sender in the last hour (the acknowledgement's
 limit). Asked one message at a time they cost a query each, and each query a flush of what the
 batch wrote before it; :class:`BatchLookups` asks each once per batch and keeps its answers
-true as the batch's own messages add receipts, activities, cases and answers. A pipeline
-without lookups (one message retried from quarantine) asks the database directly.
+true as the batch's own messages add receipts, activities, cases and answers. Every intake
+transaction has them (``Ingestor._transaction``), a message retried from quarantine too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,7 +88,7 @@ class BatchLookups:
             self.content.setdefault((msg.message_id, msg.content_hash), (external_id, activity_id))
 
     def has_open_cases(self, *, email: str | None, slack: str | None) -> bool:
-        """As :func:`inbox_daemon.store.intake.has_open_cases` would answer."""
+        """Whether the contact has a case that is not resolved, closed or cancelled."""
         if email:
             return ("email", email) in self.open_contacts
         return bool(slack) and ("slack", slack or "") in self.open_contacts
@@ -100,7 +100,7 @@ class BatchLookups:
             self.open_contacts.add(("slack", row.contact_slack))
 
     def thread_case(self, msg: InboundMessage) -> CaseRow | None:
-        """As :func:`inbox_daemon.store.intake.case_by_message_ids` would answer."""
+        """The case holding the newest activity with one of the Message-IDs ``msg`` refers to."""
         newest: tuple[int, CaseRow] | None = None
         for mid in msg.thread_ids:
             found = self.threads.get(mid)
@@ -108,10 +108,9 @@ class BatchLookups:
                 newest = found
         return newest[1] if newest is not None else None
 
-    def numbered_case(self, number: str) -> CaseRow | Literal[False] | None:
-        """As :func:`inbox_daemon.store.intake.case_by_number` would answer; False: unknown
-        here (not a number the batch's subjects carry: ask the database)."""
-        return self.numbers.get(number, False)
+    def numbered_case(self, number: str) -> CaseRow | None:
+        """The case with this number (one in a subject of the batch's, or made by the batch)."""
+        return self.numbers.get(number)
 
     def activity_added(self, activity_id: int, message_id: str | None, case: CaseRow) -> None:
         if message_id:
@@ -134,7 +133,9 @@ class BatchLookups:
         self.automatic[key] = self.automatic.get(key, 0) + 1
 
 
-def lookups_of(session: AsyncSession) -> BatchLookups | None:
-    """The lookups attached to ``session``'s transaction, if any."""
+def lookups_of(session: AsyncSession) -> BatchLookups:
+    """The lookups attached to ``session``'s transaction (every intake transaction has them)."""
     found = session.sync_session.info.get(_SESSION_KEY)
-    return found if isinstance(found, BatchLookups) else None
+    if not isinstance(found, BatchLookups):
+        raise RuntimeError("an intake step ran outside Ingestor._transaction")
+    return found

@@ -12,7 +12,8 @@ start a case; unparseable or unstorable messages go to quarantine with their raw
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -158,7 +159,7 @@ class Ingestor:
         if count < self.options.max_attempts:
             raise
         self._failures.pop(key, None)
-        async with self.db.transaction() as session:
+        async with self._transaction([]) as session:
             return await self._quarantine(
                 session, delivery, f"could not be stored after {count} attempts: {reason}"
             )
@@ -167,7 +168,7 @@ class Ingestor:
 
     async def retry_quarantined(self, quarantine_id: int, delivery: Delivery) -> IngestResult:
         """Take a quarantined message in again (``delivery`` carries it freshly parsed)."""
-        async with self.db.transaction() as session:
+        async with self._transaction([delivery.message] if delivery.message else []) as session:
             row = await session.get(QuarantineRow, quarantine_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no quarantined message #{quarantine_id}")
@@ -183,21 +184,31 @@ class Ingestor:
             row.updated_at = self.service.clock()
             return result
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self, messages: Sequence[InboundMessage]) -> AsyncIterator[AsyncSession]:
+        """The transaction that takes ``messages`` in: their attachments stored first, what
+        they need to know looked up once (:class:`BatchLookups`, attached to the session), and
+        their receipts written together at the end.
+
+        Every way into the pipeline goes through here, so its steps have one way of asking.
+        """
+        stored = await self._store_attachments(messages)
+        async with self.db.transaction() as session:
+            lookups = await BatchLookups.load(session, messages, self.service.clock())
+            lookups.attachments = stored
+            lookups.attach(session)
+            yield session
+            if lookups.receipts:
+                # Their unique keys make a concurrent twin (another instance, the same message)
+                # fail here or at its own commit; the loser finds the message a duplicate.
+                await session.execute(insert(ReceiptRow), lookups.receipts)
+
     async def _ingest(self, deliveries: Sequence[Delivery]) -> list[IngestResult]:
         """One transaction: every delivery's receipt and case changes, then the checkpoint."""
-        stored = await self._store_attachments([d.message for d in deliveries if d.message])
-        async with self.db.transaction() as session:
+        async with self._transaction([d.message for d in deliveries if d.message]) as session:
             taken = await intake.sources_taken(
                 session, [(d.channel, d.mailbox, d.external_id) for d in deliveries]
             )
-            fresh = [
-                d.message
-                for d in deliveries
-                if d.message is not None and (d.channel, d.mailbox, d.external_id) not in taken
-            ]
-            lookups = await BatchLookups.load(session, fresh, self.service.clock())
-            lookups.attachments = stored
-            lookups.attach(session)
             results: list[IngestResult] = []
             for delivery in deliveries:
                 msg = delivery.message
@@ -210,10 +221,6 @@ class Ingestor:
                 else:
                     result = await self._take(session, delivery, msg)
                 results.append(result)
-            if lookups.receipts:
-                # Their unique keys make a concurrent twin (another instance, the same message)
-                # fail here or at its own commit; the loser finds the message a duplicate.
-                await session.execute(insert(ReceiptRow), lookups.receipts)
             checkpoints = [d for d in deliveries if d.checkpoint is not None]
             for delivery in checkpoints[-1:]:
                 assert delivery.checkpoint is not None
@@ -227,20 +234,14 @@ class Ingestor:
     ) -> IngestResult:
         now = self.service.clock()
         lookups = lookups_of(session)
-        prior: tuple[str, int | None] | None = None
-        if lookups is not None:
-            prior = lookups.prior(msg)
-        elif msg.message_id and msg.content_hash:
-            row = await intake.receipt_for_content(session, msg.message_id, msg.content_hash)
-            prior = (row.external_id, row.activity_id) if row is not None else None
+        prior = lookups.prior(msg)
         if prior is not None:
             external_id, activity_id = prior
             self._receipt(session, delivery, None, "duplicate", activity_id, now)
             return IngestResult("duplicate", detail=f"same message as {external_id}")
         result = await self._place(session, msg, now)
         self._receipt(session, delivery, msg, result.outcome, result.activity_id, now)
-        if lookups is not None:
-            lookups.taken(msg, delivery.external_id, result.activity_id)
+        lookups.taken(msg, delivery.external_id, result.activity_id)
         return result
 
     def _receipt(
@@ -252,8 +253,8 @@ class Ingestor:
         activity_id: int | None,
         now: datetime,
     ) -> None:
-        """Record that this delivery was taken in; in a batch, with the batch's other receipts
-        in one INSERT when the batch is done (see :meth:`_ingest`)."""
+        """Record that this delivery was taken in: with the transaction's other receipts, in
+        one INSERT when it is done (see :meth:`_transaction`)."""
         values = {
             "channel": delivery.channel,
             "mailbox": delivery.mailbox,
@@ -264,11 +265,7 @@ class Ingestor:
             "outcome": outcome,
             "created_at": now,
         }
-        lookups = lookups_of(session)
-        if lookups is not None:
-            lookups.receipts.append(values)
-        else:
-            session.add(ReceiptRow(**values))
+        lookups_of(session).receipts.append(values)
 
     async def _quarantine(
         self, session: AsyncSession, delivery: Delivery, reason: str
@@ -312,17 +309,13 @@ class Ingestor:
     async def _thread(self, session: AsyncSession, msg: InboundMessage) -> CaseRow | None:
         """The case a message belongs to: by Message-ID, Slack thread, or case number."""
         lookups = lookups_of(session)
-        if lookups is not None:
-            row = lookups.thread_case(msg)
-        else:
-            row = await intake.case_by_message_ids(session, msg.thread_ids)
+        row = lookups.thread_case(msg)
         if row is None and msg.slack_channel and msg.slack_thread_ts:
             row = await intake.case_by_slack_thread(session, msg.slack_channel, msg.slack_thread_ts)
         if row is None:
             number = find_case_number(msg.subject)
             if number is not None:
-                known = lookups.numbered_case(number) if lookups is not None else False
-                row = await intake.case_by_number(session, number) if known is False else known
+                row = lookups.numbered_case(number)
         return row
 
     async def _place(
@@ -358,9 +351,7 @@ class Ingestor:
         activity = await self._activity(session, case_row, msg, actor, now)
         if outcome.case.status is Status.REOPENED and outcome.changed:
             await self.routing.reroute(session, case_row, msg, now)
-            lookups = lookups_of(session)
-            if lookups is not None:
-                lookups.case_open(case_row)
+            lookups_of(session).case_open(case_row)
             return IngestResult("reopened", case_row.number, activity.id)
         return IngestResult("appended", case_row.number, activity.id)
 
@@ -398,11 +389,7 @@ class Ingestor:
         parent: CaseRow | None = None,
     ) -> tuple[CaseRow, RoutingDecision]:
         lookups = lookups_of(session)
-        email, slack = msg.sender.email, msg.sender.slack_user
-        if lookups is not None:
-            has_open = lookups.has_open_cases(email=email, slack=slack)
-        else:
-            has_open = await intake.has_open_cases(session, email=email, slack=slack)
+        has_open = lookups.has_open_cases(email=msg.sender.email, slack=msg.sender.slack_user)
         facts = ThreadFacts(is_reply=bool(msg.thread_ids), customer_has_open_cases=has_open)
         rules = self.rules()
         decision = evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
@@ -429,8 +416,7 @@ class Ingestor:
                 },
             )
         await self.routing.after_routing(session, row, decision)
-        if lookups is not None:
-            lookups.case_added(row)
+        lookups.case_added(row)
         return row, decision
 
     async def _acknowledge(
@@ -457,9 +443,9 @@ class Ingestor:
             message_domain=self.service.message_domain,
             limit=self.options.auto_answers_per_hour,
             skip=decision.skip_acknowledgement,
-            recent_count=lookups.automatic_count(sender) if lookups is not None else None,
+            recent_count=lookups.automatic_count(sender),
         )
-        if queued is not None and lookups is not None:
+        if queued is not None:
             lookups.answered(sender)
             lookups.activity_added(queued.id, queued.message_id, case_row)
         return queued is not None
@@ -508,15 +494,11 @@ class Ingestor:
         )  # fmt: skip
         session.add(activity)
         lookups = lookups_of(session)
-        if lookups is not None:
-            lookups.activity_added(activity.id, activity.message_id, case_row)
+        lookups.activity_added(activity.id, activity.message_id, case_row)
         for att in msg.attachments:
             if not self._keeps(att):
                 continue  # _oversize_note told the agent of one too large
-            found = lookups.attachments.get(id(att)) if lookups is not None else None
-            if found is None:
-                found = await asyncio.to_thread(self._put, att)
-            sha, size = found
+            sha, size = lookups.attachments[id(att)]  # stored before the transaction
             session.add(
                 AttachmentRow(
                     activity_id=activity.id,

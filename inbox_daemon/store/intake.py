@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, func, select, tuple_, update
+from sqlalchemy import delete, event, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -46,16 +46,6 @@ async def sources_taken(
         tuple_(ReceiptRow.channel, ReceiptRow.mailbox, ReceiptRow.external_id).in_(list(sources))
     )
     return {(c, m, e) for c, m, e in (await session.execute(stmt)).all()}
-
-
-async def receipt_for_content(
-    session: AsyncSession, message_id: str, content_hash: str
-) -> ReceiptRow | None:
-    """The same message (Message-ID *and* content) taken in before, from any mailbox."""
-    stmt = select(ReceiptRow).where(
-        ReceiptRow.message_id == message_id, ReceiptRow.content_hash == content_hash
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def receipts_for_content(
@@ -105,20 +95,6 @@ async def save_checkpoint(
         row.updated_at = now
 
 
-async def case_by_message_ids(session: AsyncSession, ids: Sequence[str]) -> CaseRow | None:
-    """The case holding the newest activity with one of these Message-IDs."""
-    if not ids:
-        return None
-    stmt = (
-        select(CaseRow)
-        .join(ActivityRow, ActivityRow.case_id == CaseRow.id)
-        .where(ActivityRow.message_id.in_(list(ids)))
-        .order_by(ActivityRow.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def cases_by_message_ids(
     session: AsyncSession, ids: Sequence[str]
 ) -> list[tuple[str, int, CaseRow]]:
@@ -156,11 +132,6 @@ async def case_by_slack_thread(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def case_by_number(session: AsyncSession, number: str) -> CaseRow | None:
-    stmt = select(CaseRow).where(CaseRow.number == number)
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def outgoing_by_message_ids(session: AsyncSession, ids: Sequence[str]) -> ActivityRow | None:
     if not ids:
         return None
@@ -182,18 +153,6 @@ async def mark_bounced(session: AsyncSession, activity_id: int, reason: str, now
         .where(ActivityRow.id == activity_id)
         .values(delivery_state=DeliveryState.FAILED.value, last_error=reason, updated_at=now)
     )
-
-
-async def has_open_cases(session: AsyncSession, *, email: str | None, slack: str | None) -> bool:
-    if email is None and slack is None:
-        return False
-    contact = CaseRow.contact_email == email if email else CaseRow.contact_slack == slack
-    stmt = (
-        select(func.count())
-        .select_from(CaseRow)
-        .where(contact, CaseRow.status.not_in([s.value for s in READ_ONLY]))
-    )
-    return bool((await session.execute(stmt)).scalar_one())
 
 
 async def open_contacts(
