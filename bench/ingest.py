@@ -469,29 +469,27 @@ def bench_parser(raws: list[bytes], repeat: int) -> Rate:
 # --- (c): the whole intake ---------------------------------------------------------------------
 
 
-def make_settings(workdir: Path, account: Account, db_url: str) -> Any:
+def settings_with(workdir: Path, db_url: str, **mailbox: Any) -> Any:
+    """The daemon's settings for one mailbox "support" (``mailbox``: its kind and the rest),
+    with the template's rules.yaml and storage under ``workdir``."""
     from inbox_daemon.config import Settings
 
     rules = workdir / "rules.yaml"
     shutil.copy(REPO / "inbox_daemon" / "templates" / "rules.yaml", rules)
-    os.environ[PASSWORD_ENV] = account.password
     return Settings(
         database={"url": db_url},
         storage={"path": str(workdir / "storage")},
         rules={"path": str(rules)},
-        mailbox=[
-            {
-                "name": "support",
-                "address": "support@example.com",
-                "kind": "imap",
-                "host": account.host,
-                "port": account.port,
-                "tls": "none",
-                "username": account.user,
-                "password_env": PASSWORD_ENV,
-            }
-        ],
+        mailbox=[{"name": "support", "address": "support@example.com", **mailbox}],
     )
+
+
+def make_settings(workdir: Path, account: Account, db_url: str) -> Any:
+    os.environ[PASSWORD_ENV] = account.password
+    return settings_with(
+        workdir, db_url, kind="imap", host=account.host, port=account.port, tls="none",
+        username=account.user, password_env=PASSWORD_ENV,
+    )  # fmt: skip
 
 
 async def _intake(settings: Any) -> tuple[float, float, int, dict[str, int]]:
@@ -566,26 +564,6 @@ def bench_intake(account: Account, count: int, db: str, repeat: int) -> tuple[Ra
 # --- (e): the Maildir channel (the embedded default) ------------------------------------------
 
 
-def _maildir_settings(workdir: Path, db_url: str) -> Any:
-    from inbox_daemon.config import Settings
-
-    rules = workdir / "rules.yaml"
-    shutil.copy(REPO / "inbox_daemon" / "templates" / "rules.yaml", rules)
-    return Settings(
-        database={"url": db_url},
-        storage={"path": str(workdir / "storage")},
-        rules={"path": str(rules)},
-        mailbox=[
-            {
-                "name": "support",
-                "address": "support@example.com",
-                "kind": "maildir",
-                "path": str(workdir / "maildir"),
-            }
-        ],
-    )
-
-
 def bench_maildir(raws: list[bytes], db: str) -> Rate:
     """The mails as files in a Maildir's ``new/`` (settled: a minute old), taken in by
     ``MaildirChannel.run_once`` into the Runtime's Ingestor, on a fresh database."""
@@ -599,7 +577,8 @@ def bench_maildir(raws: list[bytes], db: str) -> Rate:
             path.write_bytes(raw)
             os.utime(path, (old + i / 1000, old + i / 1000))
         with database(db, workdir) as url:
-            wall, cpu, delivered, _outcomes = asyncio.run(_intake(_maildir_settings(workdir, url)))
+            settings = settings_with(workdir, url, kind="maildir", path=str(workdir / "maildir"))
+            wall, cpu, delivered, _outcomes = asyncio.run(_intake(settings))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if delivered != len(raws):

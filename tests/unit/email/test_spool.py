@@ -65,8 +65,8 @@ def to_bytes(text: str, newline: str = "\r\n") -> bytes:
     return text.replace("\n", newline).encode("utf-8", "surrogateescape")
 
 
-def compare(tmp_path: Path, raw: bytes) -> tuple[InboundMessage, InboundMessage]:
-    """parse_file and parse_message of ``raw``: every field but the attachments' storage equal."""
+def parse_both(tmp_path: Path, raw: bytes) -> tuple[InboundMessage, InboundMessage]:
+    """parse_file (from a file, spooling above THRESHOLD) and parse_message of ``raw``."""
     source = tmp_path / "mail.eml"
     source.write_bytes(raw)
     spooled = parse_file(
@@ -76,7 +76,12 @@ def compare(tmp_path: Path, raw: bytes) -> tuple[InboundMessage, InboundMessage]
         spool_dir=tmp_path / "spool",
         threshold=THRESHOLD,
     )
-    whole = parse_message(raw, channel_mailbox="support", external_id="1:1")
+    return spooled, parse_message(raw, channel_mailbox="support", external_id="1:1")
+
+
+def compare(tmp_path: Path, raw: bytes) -> tuple[InboundMessage, InboundMessage]:
+    """parse_file and parse_message of ``raw``: every field but the attachments' storage equal."""
+    spooled, whole = parse_both(tmp_path, raw)
     assert spooled.content_hash == whole.content_hash == hashlib.sha256(raw).hexdigest()
     for name in ("subject", "sender", "text", "html", "message_id", "to", "cc", "references"):
         assert getattr(spooled, name) == getattr(whole, name), name
@@ -340,14 +345,7 @@ def test_a_small_attached_mail_is_left_alone(tmp_path: Path) -> None:
 @pytest.mark.parametrize("newline", ["\r\n", "\n"])
 def test_a_large_attached_mail_goes_to_a_file_as_it_came(tmp_path: Path, newline: str) -> None:
     text, forwarded = forwarding(300_000)
-    raw = to_bytes(text, newline)
-    source = tmp_path / "mail.eml"
-    source.write_bytes(raw)
-    spooled = parse_file(
-        source, channel_mailbox="support", external_id="1:1", spool_dir=tmp_path / "spool",
-        threshold=THRESHOLD,
-    )  # fmt: skip
-    whole = parse_message(raw, channel_mailbox="support", external_id="1:1")
+    spooled, whole = parse_both(tmp_path, to_bytes(text, newline))
     for name in ("subject", "sender", "text", "html", "message_id", "references", "flags"):
         assert getattr(spooled, name) == getattr(whole, name), name
     [att], [full] = spooled.attachments, whole.attachments
@@ -381,23 +379,12 @@ def test_a_bounce_returning_a_large_original_still_names_it(tmp_path: Path) -> N
             ],
         )
     )  # fmt: skip
-    spooled, whole = compare_returned(tmp_path, to_bytes(text))
+    spooled, whole = parse_both(tmp_path, to_bytes(text))
+    assert spooled.references == whole.references
+    assert len(spool_files(tmp_path)) == 1
     assert "<inner-1@customer.example>" in spooled.references
     assert spooled.flags == whole.flags
     assert spooled.flags.bounce
-
-
-def compare_returned(tmp_path: Path, raw: bytes) -> tuple[InboundMessage, InboundMessage]:
-    source = tmp_path / "bounce.eml"
-    source.write_bytes(raw)
-    spooled = parse_file(
-        source, channel_mailbox="support", external_id="1:1", spool_dir=tmp_path / "spool",
-        threshold=THRESHOLD,
-    )  # fmt: skip
-    whole = parse_message(raw, channel_mailbox="support", external_id="1:1")
-    assert spooled.references == whole.references
-    assert len(spool_files(tmp_path)) == 1
-    return spooled, whole
 
 
 def test_lone_carriage_returns_end_lines_as_in_the_email_package(tmp_path: Path) -> None:
@@ -456,6 +443,18 @@ def test_should_spool_and_spool_directory() -> None:
     assert not folder.exists()
 
 
+def parse_traced(source: Path, spool_dir: Path) -> tuple[InboundMessage, int]:
+    """parse_file of ``source`` with the default threshold, and its peak of traced memory."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        message = parse_file(source, channel_mailbox="s", external_id="1", spool_dir=spool_dir)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return message, peak
+
+
 def test_parse_file_of_a_30_mb_attachment_stays_small(tmp_path: Path) -> None:
     source = tmp_path / "big.eml"
     data_sha = hashlib.sha256()
@@ -470,15 +469,7 @@ def test_parse_file_of_a_30_mb_attachment_stays_small(tmp_path: Path) -> None:
             data_sha.update(chunk)
             out.write(to_bytes(b64(chunk) + "\n"))
         out.write(b"--b--\r\n")
-    gc.collect()
-    tracemalloc.start()
-    try:
-        message = parse_file(
-            source, channel_mailbox="s", external_id="1", spool_dir=tmp_path / "spool"
-        )
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    message, peak = parse_traced(source, tmp_path / "spool")
     [att] = message.attachments
     assert att.path is not None
     assert att.size == 30 * 1024 * 1024
@@ -501,15 +492,7 @@ def test_parse_file_of_a_forwarded_30_mb_mail_stays_small(tmp_path: Path) -> Non
             out.write(to_bytes(b64(rng.randbytes(768 * 1024)) + "\n"))
         end = out.tell() - 2  # the last CRLF is the boundary's
         out.write(b"--b--\r\n")
-    gc.collect()
-    tracemalloc.start()
-    try:
-        message = parse_file(
-            source, channel_mailbox="s", external_id="1", spool_dir=tmp_path / "spool"
-        )
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    message, peak = parse_traced(source, tmp_path / "spool")
     [att] = message.attachments
     assert att.path is not None
     assert (att.filename, att.content_type) == ("The logs you asked for.eml", "message/rfc822")
