@@ -362,17 +362,16 @@ class SlackAgents:
         return ActionResult(number.upper(), message)
 
     async def _store(self, attachments: Sequence[Attachment]) -> list[StoredFile]:
-        """Put an answer's files in the attachment store (content-addressed: a retry adds no
-        second copy)."""
+        """Put an answer's files in the attachment store, together (content-addressed: a retry
+        adds no second copy)."""
         if self.files is None:
             return []
-        stored = []
-        for att in attachments:
-            if att.content is None:
-                continue
-            sha, size = await asyncio.to_thread(self.files.put, att.content)
-            stored.append(StoredFile(sha, size, att.filename, att.content_type))
-        return stored
+        put = self.files.put_attachment
+        found = await asyncio.gather(*(asyncio.to_thread(put, att) for att in attachments))
+        return [
+            StoredFile(sha, size, att.filename, att.content_type)
+            for att, (sha, size) in zip(attachments, found, strict=True)
+        ]
 
     async def note(
         self, slack_user: str, number: str, text: str, *, source: str | None = None

@@ -518,13 +518,6 @@ class Ingestor:
             att.content is not None or att.path is not None
         )
 
-    def _put(self, att: Attachment) -> tuple[str, int]:
-        """Store an attachment's bytes (blocking); its SHA-256 and size."""
-        if att.content is not None:
-            return self.files.put(att.content)
-        assert att.path is not None
-        return self.files.put_file(att.path)
-
     async def _store_attachments(
         self, messages: Sequence[InboundMessage]
     ) -> dict[int, tuple[str, int]]:
@@ -538,7 +531,8 @@ class Ingestor:
         kept = [att for msg in messages for att in msg.attachments if self._keeps(att)]
         if not kept:
             return {}
-        stored = await asyncio.gather(*(asyncio.to_thread(self._put, att) for att in kept))
+        put = self.files.put_attachment
+        stored = await asyncio.gather(*(asyncio.to_thread(put, att) for att in kept))
         return {id(att): found for att, found in zip(kept, stored, strict=True)}
 
 

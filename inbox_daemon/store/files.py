@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from inbox_daemon.messages import Attachment
+
 CHUNK = 1 << 20
 
 
@@ -28,6 +30,14 @@ class FileStore:
     def put(self, data: bytes) -> tuple[str, int]:
         """Store bytes; returns (sha256, size)."""
         return self.put_chunks([data])
+
+    def put_attachment(self, attachment: Attachment) -> tuple[str, int]:
+        """Store an attachment's bytes, held in memory or in a (spool) file."""
+        if attachment.content is not None:
+            return self.put(attachment.content)
+        if attachment.path is not None:
+            return self.put_file(attachment.path)
+        raise ValueError(f"attachment {attachment.filename!r} has no bytes to store")
 
     def put_file(self, source: Path) -> tuple[str, int]:
         with source.open("rb") as fh:

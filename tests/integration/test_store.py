@@ -21,6 +21,7 @@ from inbox_daemon.errors import (
     ReadOnlyCaseError,
     TransitionError,
 )
+from inbox_daemon.messages import Attachment
 from inbox_daemon.service import CaseService
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import ids
@@ -364,6 +365,17 @@ def test_file_store_is_content_addressed(tmp_path: Path) -> None:
     assert files == [store.path_for(sha)]
     with pytest.raises(ValueError, match="not a SHA-256"):
         store.path_for("../../etc/passwd")
+
+
+def test_file_store_takes_an_attachment_from_memory_or_from_its_file(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    spooled = tmp_path / "part.bin"
+    spooled.write_bytes(b"hello")
+    in_memory = Attachment("a.txt", "text/plain", 5, content=b"hello")
+    on_disk = Attachment("a.txt", "text/plain", 5, path=spooled)
+    assert store.put_attachment(in_memory) == store.put_attachment(on_disk) == store.put(b"hello")
+    with pytest.raises(ValueError, match="no bytes"):
+        store.put_attachment(Attachment("gone.txt", "text/plain", 5))
 
 
 async def test_sqlite_statements_make_one_trip_to_the_driver_thread(
