@@ -64,16 +64,30 @@ class Attachment:
 class MessageFlags:
     """What the channel recognised about the message (loop and noise safety)."""
 
+    #: An automatic answer by its headers (``Auto-Submitted``, ``X-Autoreply``,
+    #: ``Precedence: bulk`` …) or a read receipt.
     auto_reply: bool = False
     bounce: bool = False
     mailing_list: bool = False
     #: Recipients a bounce says could not be reached.
     failed_recipients: tuple[str, ...] = ()
+    #: Sent from one of our own addresses (by a person or by us): never answered, never
+    #: a customer's message.
+    from_us: bool = False
+    #: The subject looks like an out-of-office answer while the headers say nothing: a person
+    #: may have written it ("Out of office printer will not print"), so it is taken in as
+    #: usual, only never answered automatically.
+    auto_subject: bool = False
 
     @property
     def automatic(self) -> bool:
-        """True when no person wrote it: never answer it automatically."""
+        """True when no person wrote it (by its headers): never answer it automatically."""
         return self.auto_reply or self.bounce or self.mailing_list
+
+    @property
+    def no_automatic_answer(self) -> bool:
+        """True when nothing may answer it automatically (acknowledgements, notices)."""
+        return self.automatic or self.from_us or self.auto_subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +127,9 @@ class InboundMessage:
     content_hash: str | None = None
     #: Where the raw message can be found again, for quarantine.
     raw_location: str | None = None
+    #: Headers the channel could not parse: kept raw in ``headers``, the message taken in all the
+    #: same (shown to the agent with the activity).
+    unparsed_headers: tuple[str, ...] = ()
 
     @property
     def thread_ids(self) -> tuple[str, ...]:

@@ -5,6 +5,10 @@ surrogates) into the typed fields of :class:`~inbox_daemon.messages.InboundMessa
 the lower-cased header map, From/To/Cc/Reply-To as :class:`Address` (mail-parser's address
 parser first, ``email.utils.getaddresses`` when it has nothing or mangled the name),
 ``<...>``-normalised Message-IDs and reference lists, and timezone-aware dates.
+
+Each header is read on its own: one that cannot be parsed (a 135 KB ``To:`` whose group syntax
+sends ``getaddresses`` into a RecursionError) is kept raw in the header map, its name noted in
+the ``unparsed`` list the caller passes, and its bare addresses taken; the mail goes on.
 """
 
 from __future__ import annotations
@@ -61,13 +65,26 @@ def raw_values(message: Message, name: str) -> list[str]:
     return [str(value) for key, value in message.raw_items() if key.lower() == name]
 
 
-def decode_headers(message: Message, charset: str | None) -> Headers:
+def decode_headers(
+    message: Message, charset: str | None, unparsed: list[str] | None = None
+) -> Headers:
+    """Lower-cased name -> decoded values; a value that cannot be decoded is kept raw."""
     collected: dict[str, list[str]] = {}
     for name, value in message.raw_items():
         key = str(name).strip().lower()
         if key:
-            collected.setdefault(key, []).append(decode_header_value(str(value), fallback=charset))
+            try:
+                text = decode_header_value(str(value), fallback=charset)
+            except Exception:  # kept raw, the mail goes on
+                text = _SURROGATE.sub("\ufffd", str(value))
+                _note(unparsed, key)
+            collected.setdefault(key, []).append(text)
     return {key: tuple(values) for key, values in collected.items()}
+
+
+def _note(unparsed: list[str] | None, header: str) -> None:
+    if unparsed is not None and header not in unparsed:
+        unparsed.append(header)
 
 
 # -- addresses -----------------------------------------------------------------------------
@@ -109,7 +126,40 @@ def _pairs(message: Message, parsed: Any, header: str, charset: str | None) -> I
     return _stdlib_pairs(message, header, charset)
 
 
+#: What an address looks like, for a header the address parser cannot read.
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_MAX_BARE = 1000
+
+
+def _bare_addresses(message: Message, header: str) -> tuple[Address, ...]:
+    seen: dict[str, Address] = {}
+    for raw in raw_values(message, header):
+        for found in _BARE_ADDRESS.finditer(raw):
+            address = _to_address("", found.group(0))
+            if address is not None and address.email is not None:
+                seen.setdefault(address.email.lower(), address)
+            if len(seen) >= _MAX_BARE:
+                return tuple(seen.values())
+    return tuple(seen.values())
+
+
 def addresses(
+    message: Message,
+    parsed: Any,
+    header: str,
+    charset: str | None,
+    unparsed: list[str] | None = None,
+) -> tuple[Address, ...]:
+    """The addresses of one header; if it cannot be parsed, the bare addresses in it (and the
+    header's name noted in ``unparsed``)."""
+    try:
+        return _parsed_addresses(message, parsed, header, charset)
+    except Exception:  # RecursionError on absurd group syntax, and others
+        _note(unparsed, header)
+        return _bare_addresses(message, header)
+
+
+def _parsed_addresses(
     message: Message, parsed: Any, header: str, charset: str | None
 ) -> tuple[Address, ...]:
     seen: dict[str, Address] = {}
@@ -122,18 +172,24 @@ def addresses(
     return tuple(seen.values())
 
 
-def sender_address(message: Message, parsed: Any, charset: str | None) -> Address:
+def sender_address(
+    message: Message, parsed: Any, charset: str | None, unparsed: list[str] | None = None
+) -> Address:
     """From, else Sender, else Return-Path; a name-only From (``MAILER-DAEMON <>``) is kept."""
     for header in ("from", "sender", "return-path"):
-        found = addresses(message, parsed if header == "from" else None, header, charset)
+        found = addresses(message, parsed if header == "from" else None, header, charset, unparsed)
         if found:
             return found[0]
-    for name, address in _stdlib_pairs(message, "from", charset):
-        label = _clean_name(name, None) or address.strip()
-        if label:
-            return Address(email=None, name=label)
-    raw_from = raw_values(message, "from")
-    return Address(email=None, name=decode_header_value(raw_from[0]) if raw_from else "")
+    try:
+        for name, address in _stdlib_pairs(message, "from", charset):
+            label = _clean_name(name, None) or address.strip()
+            if label:
+                return Address(email=None, name=label)
+        raw_from = raw_values(message, "from")
+        return Address(email=None, name=decode_header_value(raw_from[0]) if raw_from else "")
+    except Exception:
+        _note(unparsed, "from")
+        return Address(email=None, name="")
 
 
 # -- ids and dates -------------------------------------------------------------------------

@@ -62,7 +62,13 @@ from inbox_daemon.channels.email.quotes import strip_quoted_reply
 from inbox_daemon.errors import RejectedMessage
 from inbox_daemon.messages import ChannelKind, InboundMessage, MessageFlags
 
-__all__ = ["SYNTHETIC_ID_DOMAIN", "is_from_us", "parse_message", "strip_quoted_reply"]
+__all__ = [
+    "SYNTHETIC_ID_DOMAIN",
+    "is_from_us",
+    "parse_message",
+    "repair_header_block",
+    "strip_quoted_reply",
+]
 
 log = logging.getLogger(__name__)
 if logging.getLogger("mailparser").level == logging.NOTSET:
@@ -150,10 +156,11 @@ def parse_message(
         raise RejectedMessage("empty message")
     if raw.startswith(_OLE2_MAGIC):
         raise RejectedMessage("Outlook .msg file (OLE2 compound document), not an RFC 822 message")
+    spool = _Spool(content_hash or hashlib.sha256(raw).hexdigest(), spooled or {})
+    raw = repair_header_block(raw.removeprefix(_UTF8_BOM))
     parsed, message = _parse_tree(raw)
     if not _has_mail_headers(message):
         raise RejectedMessage("no mail headers found: not an RFC 822 message")
-    spool = _Spool(content_hash or hashlib.sha256(raw).hexdigest(), spooled or {})
     args = (raw, channel_mailbox, external_id, our_addresses, received_at, spool)
     try:
         return _build(message, parsed, *args)
@@ -178,6 +185,60 @@ class _Spool:
 
     content_hash: str
     spooled: Mapping[str, SpooledBody]
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+#: A header block is looked at for repair up to this size (the rest is left as it is).
+_REPAIR_LIMIT = 256 * 1024
+#: A line of a header block that is neither a header field, a continuation nor an mbox
+#: ``From `` line (and is not empty).
+_ODD_HEADER_LINE = re.compile(rb"^(?![ \t]|From |[!-9;-~]+[ \t]*:)(?=[^\r\n])", re.MULTILINE)
+_FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
+#: At most this many stray lines before the first header are dropped.
+_MAX_STRAY = 5
+#: Headers a mail's own block has and a quoted "From: … Sent: … To:" block in a body has not.
+_TRANSPORT_HEADERS = frozenset(
+    {"date", "message-id", "received", "return-path", "mime-version", "delivered-to"}
+)
+
+
+def _header_name(line: bytes) -> str | None:
+    found = _FIELD_NAME.match(line)
+    return found.group(1).decode("ascii").lower() if found is not None else None
+
+
+def _known_header(line: bytes) -> bool:
+    name = _header_name(line)
+    return name is not None and (name in _MAIL_HEADERS or name.startswith(_MAIL_HEADER_PREFIXES))
+
+
+def repair_header_block(raw: bytes) -> bytes:
+    """The header block put right as mail clients read it; ``raw`` itself when it is fine.
+
+    Two damages are mended, both only where known mail headers follow: stray lines before the
+    first header (``---- Original message ----`` pasted above the headers) are dropped, and a
+    line inside the block that is no header (a continuation whose indent was lost) joins the
+    header above it. Without this the email package ends the headers at the first such line
+    and the subject, the sender and the rest land in the body. A block that ends in lines that
+    are no headers keeps them: that is a body without the blank line before it.
+    """
+    blank = _BLANK_LINE.search(raw, 0, _REPAIR_LIMIT)
+    end = blank.start() + 1 if blank is not None else min(len(raw), _REPAIR_LIMIT)
+    if _ODD_HEADER_LINE.search(raw, 0, end) is None:
+        return raw
+    lines = raw[:end].splitlines(keepends=True)
+    known = [i for i, line in enumerate(lines) if _known_header(line)]
+    if not known:
+        return raw
+    first, last = known[0], known[-1]
+    transport = any(_header_name(lines[i]) in _TRANSPORT_HEADERS for i in known)
+    if first > _MAX_STRAY or not transport or any(_FIELD_NAME.match(ln) for ln in lines[:first]):
+        first = 0  # not a few stray lines above a mail's headers: leave the start alone
+    mended = [
+        b" " + line if _ODD_HEADER_LINE.match(line) and first < i < last else line
+        for i, line in enumerate(lines[first:], start=first)
+    ]
+    return b"".join(mended) + raw[end:]
 
 
 def _has_mail_headers(message: Message) -> bool:
@@ -327,7 +388,8 @@ def _build(
     spool: _Spool,
 ) -> InboundMessage:
     charset = fallback_charset(message)
-    headers = decode_headers(message, charset)
+    unparsed: list[str] = []  # headers that could not be parsed, kept raw
+    headers = decode_headers(message, charset, unparsed)
     if spool.spooled:
         headers.pop(SPOOL_HEADER, None)  # ours, when the whole body was spooled
     subject = _first(headers, "subject")
@@ -337,7 +399,7 @@ def _build(
     if not text.strip() and html is not None:
         text = html_to_text(html)
     text = _NEWLINES.sub("\n", text)
-    sender = sender_address(message, parsed, charset)
+    sender = sender_address(message, parsed, charset, unparsed)
     content_hash = spool.content_hash
     content_type = message.get_content_type()
     report_type = _param(message, "report-type") if content_type == "multipart/report" else ""
@@ -350,8 +412,8 @@ def _build(
         delivery_status=content.delivery_status,
         from_us=sender_is_ours(sender, our_addresses),
     )
-    to = addresses(message, parsed, "to", charset)
-    cc = addresses(message, parsed, "cc", charset)
+    to = addresses(message, parsed, "to", charset, unparsed)
+    cc = addresses(message, parsed, "cc", charset, unparsed)
     if flags.bounce and not flags.failed_recipients:
         ours = [a.email for a in (*to, *cc) if a.email]
         ours.extend(headers.get("delivered-to", ()))
@@ -372,13 +434,14 @@ def _build(
         references=_references(message, content, flags),
         to=to,
         cc=cc,
-        reply_to=addresses(message, parsed, "reply-to", charset),
+        reply_to=addresses(message, parsed, "reply-to", charset, unparsed),
         attachments=tuple(content.attachments),
         flags=flags,
         headers=headers,
         sent_at=sent_at(message, parsed),
         received_at=aware(received_at) if received_at else received_header_date(message),
         content_hash=content_hash,
+        unparsed_headers=tuple(unparsed),
     )
 
 

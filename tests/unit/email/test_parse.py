@@ -217,11 +217,11 @@ def test_failure_while_building_retries_with_the_email_package(
     real = parse_module.sender_address
     calls: list[object] = []
 
-    def flaky(message: object, parsed: object, charset: str | None) -> Address:
+    def flaky(message: object, parsed: object, charset: str | None, unparsed: object) -> Address:
         calls.append(parsed)
         if parsed is not None:
             raise KeyError("mail-parser result without the expected shape")
-        return real(message, parsed, charset)  # type: ignore[arg-type]
+        return real(message, parsed, charset, unparsed)  # type: ignore[arg-type]
 
     monkeypatch.setattr(parse_module, "sender_address", flaky)
     assert parse(mail().as_bytes()).sender.email == "jane@example.com"
