@@ -170,6 +170,10 @@ def should_acknowledge(
         return False, "the message is an automatic reply"
     if flags.mailing_list:
         return False, "the message came through a mailing list"
+    if flags.auto_subject:
+        return False, "the subject looks like an automatic reply"
+    if flags.from_us:
+        return False, "the sender is one of our own addresses"
     if address in {a.lower() for a in our_addresses}:
         return False, "the sender is one of our own addresses"
     if is_machine_sender(address):
@@ -216,6 +220,8 @@ def _flags(activity: ActivityRow) -> MessageFlags:
         auto_reply=bool(stored.get("auto_reply")),
         bounce=bool(stored.get("bounce")),
         mailing_list=bool(stored.get("mailing_list")),
+        from_us=bool(stored.get("from_us")),
+        auto_subject=bool(stored.get("auto_subject")),
     )
 
 

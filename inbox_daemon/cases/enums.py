@@ -56,6 +56,18 @@ class Priority(enum.StrEnum):
         return list(Priority).index(self)
 
 
+class AutomaticMail(enum.StrEnum):
+    """What becomes of automatic mail (an auto-reply or bounce by its headers) that answers
+    none of our messages."""
+
+    #: A case, as for a person's mail (never acknowledged).
+    CASE = "case"
+    #: No case; the mail is kept, set aside where an admin can list it and open a case of it.
+    RECORD = "record"
+    #: No case, nothing kept but the receipt and a log line.
+    IGNORE = "ignore"
+
+
 class Origin(enum.StrEnum):
     """How the case reached us."""
 

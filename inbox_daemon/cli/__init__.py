@@ -179,13 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
         dest="quarantine_command", required=True, metavar="COMMAND"
     )
     p = quarantine.add_parser("list", parents=[common], help="messages waiting for a person")
-    p.add_argument("--all", action="store_true", help="also the ones already dealt with")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--ignored",
+        action="store_true",
+        help="the mail kept but answering no case (automatic, or from our own addresses)",
+    )
+    shown.add_argument("--all", action="store_true", help="every kind, also those dealt with")
     p.set_defaults(func=cmd_quarantine_list)
     p = quarantine.add_parser("show", parents=[common], help="why a message was set aside")
     p.add_argument("id", type=int)
     p.add_argument("--raw", action="store_true", help="print the whole raw message")
     p.set_defaults(func=cmd_quarantine_show)
-    p = quarantine.add_parser("retry", parents=[common], help="take a message in again")
+    p = quarantine.add_parser(
+        "retry", parents=[common], help="take a message in again (an ignored one as a case)"
+    )
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_quarantine_retry)
     return parser

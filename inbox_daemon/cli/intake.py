@@ -205,11 +205,12 @@ async def _delivery(runtime: Runtime, raw: bytes, mailbox: str, external_id: str
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
     async def go(runtime: Runtime) -> list[QuarantineRow]:
         async with runtime.db.transaction() as session:
-            return await intake.quarantine_list(session, None if args.all else "held")
+            state = None if args.all else "ignored" if args.ignored else "held"
+            return await intake.quarantine_list(session, state)
 
     rows = _run(_with_runtime(args, go, with_rules=False))
     if not rows:
-        print("nothing in quarantine")
+        print("nothing set aside" if args.ignored else "nothing in quarantine")
     for row in rows:
         print(f"#{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.state:8}  {row.channel}:"
               f"{row.mailbox}  {row.external_id}  {row.size} bytes  {row.reason}")  # fmt: skip

@@ -12,7 +12,7 @@ transaction has them (``Ingestor._transaction``), a message retried from quarant
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,8 +50,14 @@ class BatchLookups:
 
     @classmethod
     async def load(
-        cls, session: AsyncSession, messages: Sequence[InboundMessage], now: datetime
+        cls,
+        session: AsyncSession,
+        messages: Sequence[InboundMessage],
+        now: datetime,
+        from_us: Callable[[InboundMessage], bool] = lambda _msg: False,
     ) -> BatchLookups:
+        """``from_us``: which messages were sent from our own addresses (whether their own
+        Message-ID is one of ours is looked up too)."""
         mids = [m.message_id for m in messages if m.message_id and m.content_hash]
         emails = [m.sender.email for m in messages if m.sender.email]
         slacks = [m.sender.slack_user for m in messages if m.sender.slack_user]
@@ -63,7 +69,8 @@ class BatchLookups:
             lookups.content[(mid, digest)] = (external_id, activity_id)
         lookups.open_contacts = await intake.open_contacts(session, emails=emails, slacks=slacks)
         lookups.automatic = await recent_automatic_counts(session, senders, now - RATE_WINDOW)
-        refs = sorted({mid for m in messages for mid in m.thread_ids})
+        refs_of_ours = {m.message_id for m in messages if m.message_id and from_us(m)}
+        refs = sorted({mid for m in messages for mid in m.thread_ids} | refs_of_ours)
         for mid, activity_id, case in await intake.cases_by_message_ids(session, refs):
             lookups._thread(mid, activity_id, case)
         numbers = {n for m in messages if (n := find_case_number(m.subject)) is not None}
@@ -87,6 +94,11 @@ class BatchLookups:
         if msg.message_id and msg.content_hash:
             self.content.setdefault((msg.message_id, msg.content_hash), (external_id, activity_id))
 
+    def forget(self, msg: InboundMessage) -> None:
+        """The message's receipt was dropped (a retry): it was not taken in before."""
+        if msg.message_id and msg.content_hash:
+            self.content.pop((msg.message_id, msg.content_hash), None)
+
     def has_open_cases(self, *, email: str | None, slack: str | None) -> bool:
         """Whether the contact has a case that is not resolved, closed or cancelled."""
         if email:
@@ -107,6 +119,10 @@ class BatchLookups:
             if found is not None and (newest is None or found[0] > newest[0]):
                 newest = found
         return newest[1] if newest is not None else None
+
+    def holds_message(self, message_id: str) -> bool:
+        """Whether an activity already carries this Message-ID (asked for mail from us)."""
+        return message_id in self.threads
 
     def numbered_case(self, number: str) -> CaseRow | None:
         """The case with this number (one in a subject of the batch's, or made by the batch)."""

@@ -4,9 +4,14 @@ receipt (idempotency) → threading → create / append / reopen / follow-up →
 all in one transaction per message, together with the mailbox checkpoint. The channel
 acknowledges the message at its source only after this returns.
 
-Loop safety: mail from our own addresses is ignored; auto-replies and bounces are recorded on
-the case they answer (a bounce marks our outgoing message failed) and never reopen it or
-start a case; unparseable or unstorable messages go to quarantine with their raw bytes.
+Loop safety and fidelity: no heuristic makes a mail vanish. Auto-replies and bounces (by their
+headers) are recorded on the case they answer (a bounce marks our outgoing message failed) and
+never reopen it; answering nothing, they follow rules.yaml's ``automatic_mail`` policy (by
+default set aside for an admin, no case). A subject that merely looks automatic only keeps the
+mail from being answered. Mail from our own addresses is never a customer's: an agent's answer
+sent from their mail client is recorded on its case as an outgoing activity by that agent, one
+of our own messages coming back is ignored, the rest is set aside. Unparseable or unstorable
+messages go to quarantine with their raw bytes (:mod:`.setaside`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.enums import (
     ActivityKind,
     ActivityState,
+    AutomaticMail,
+    DeliveryState,
     Direction,
     Status,
 )
@@ -35,6 +42,7 @@ from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.ingest.lookups import BatchLookups, lookups_of
 from inbox_daemon.ingest.routing import CaseRouting, new_text
+from inbox_daemon.ingest.setaside import HELD, IGNORED, set_aside
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import Attachment, ChannelKind, InboundMessage
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
@@ -50,6 +58,9 @@ from inbox_daemon.store.tables import (
     QuarantineRow,
     ReceiptRow,
 )
+
+#: Outcomes of a message that made no activity: answered nothing and set aside, or ignored.
+SET_ASIDE = "set_aside"
 
 log = get_logger("inbox_daemon.ingest")
 
@@ -167,19 +178,25 @@ class Ingestor:
     # --- the transaction -----------------------------------------------------------------
 
     async def retry_quarantined(self, quarantine_id: int, delivery: Delivery) -> IngestResult:
-        """Take a quarantined message in again (``delivery`` carries it freshly parsed)."""
+        """Take a quarantined message in again (``delivery`` carries it freshly parsed).
+
+        A message set aside as ignored (automatic, or from us, answering nothing) becomes a
+        case: a person looked at it and asked for one.
+        """
         async with self._transaction([delivery.message] if delivery.message else []) as session:
             row = await session.get(QuarantineRow, quarantine_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no quarantined message #{quarantine_id}")
-            if row.state != "held":
+            if row.state not in (HELD, IGNORED):
                 raise CaseRuleError(f"quarantined message #{quarantine_id} was already {row.state}")
+            as_case = row.state == IGNORED
             if delivery.message is None:
                 row.reason = delivery.error or row.reason
                 row.updated_at = self.service.clock()
                 return IngestResult("quarantined", detail=row.reason)
             await intake.forget_receipt(session, row.channel, row.mailbox, row.external_id)
-            result = await self._take(session, delivery, delivery.message)
+            lookups_of(session).forget(delivery.message)
+            result = await self._take(session, delivery, delivery.message, as_case=as_case)
             row.state = "retried"
             row.updated_at = self.service.clock()
             return result
@@ -194,7 +211,9 @@ class Ingestor:
         """
         stored = await self._store_attachments(messages)
         async with self.db.transaction() as session:
-            lookups = await BatchLookups.load(session, messages, self.service.clock())
+            lookups = await BatchLookups.load(
+                session, messages, self.service.clock(), from_us=self._from_us
+            )
             lookups.attachments = stored
             lookups.attach(session)
             yield session
@@ -230,7 +249,7 @@ class Ingestor:
             return results
 
     async def _take(
-        self, session: AsyncSession, delivery: Delivery, msg: InboundMessage
+        self, session: AsyncSession, delivery: Delivery, msg: InboundMessage, as_case: bool = False
     ) -> IngestResult:
         now = self.service.clock()
         lookups = lookups_of(session)
@@ -239,7 +258,7 @@ class Ingestor:
             external_id, activity_id = prior
             self._receipt(session, delivery, None, "duplicate", activity_id, now)
             return IngestResult("duplicate", detail=f"same message as {external_id}")
-        result = await self._place(session, msg, now)
+        result = await self._place(session, delivery, msg, now, as_case)
         self._receipt(session, delivery, msg, result.outcome, result.activity_id, now)
         lookups.taken(msg, delivery.external_id, result.activity_id)
         return result
@@ -271,37 +290,10 @@ class Ingestor:
         self, session: AsyncSession, delivery: Delivery, reason: str
     ) -> IngestResult:
         now = self.service.clock()
-        if delivery.raw_path is not None:
-            sha, size = await asyncio.to_thread(self.quarantine_files.put_file, delivery.raw_path)
-        else:
-            sha, size = await asyncio.to_thread(self.quarantine_files.put, delivery.raw)
+        await set_aside(session, self.quarantine_files, delivery, reason, now)
         source = (delivery.channel, delivery.mailbox, delivery.external_id)
-        row = await intake.quarantined(session, *source)
-        if row is None:
-            session.add(
-                QuarantineRow(
-                    channel=delivery.channel,
-                    mailbox=delivery.mailbox,
-                    external_id=delivery.external_id,
-                    sha256=sha,
-                    size=size,
-                    reason=reason,
-                    state="held",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        else:
-            row.reason, row.state, row.updated_at = reason, "held", now
         if await intake.receipt_for_source(session, *source) is None:
             self._receipt(session, delivery, None, "quarantined", None, now)
-        log.warning(
-            "message quarantined",
-            channel=delivery.channel,
-            mailbox=delivery.mailbox,
-            external_id=delivery.external_id,
-            reason=reason,
-        )
         return IngestResult("quarantined", detail=reason)
 
     # --- threading and the case --------------------------------------------------------------
@@ -319,17 +311,34 @@ class Ingestor:
         return row
 
     async def _place(
-        self, session: AsyncSession, msg: InboundMessage, now: datetime
+        self,
+        session: AsyncSession,
+        delivery: Delivery,
+        msg: InboundMessage,
+        now: datetime,
+        as_case: bool = False,
     ) -> IngestResult:
-        sender = (msg.sender.email or "").lower()
-        if sender and sender in self.options.our_addresses:
-            return IngestResult("ignored", detail="sent from one of our own addresses")
+        """Where the message goes; ``as_case``: a person asked for a case of it (see
+        :meth:`retry_quarantined`), whatever it is."""
         actor = Actor.channel(f"{msg.channel.value}:{msg.mailbox}")
         case_row = await self._thread(session, msg)
-        if msg.flags.auto_reply or msg.flags.bounce:
+        automatic = msg.flags.auto_reply or msg.flags.bounce
+        if not as_case and self._from_us(msg):
+            return await self._ours(session, delivery, msg, case_row, actor, now)
+        agent = self._agent_answering(msg, case_row)
+        if agent is not None and not automatic and case_row is not None:
+            return await self._agent_mail(session, msg, case_row, Actor.user(agent), now)
+        if automatic and case_row is not None:
             return await self._automatic(session, msg, case_row, actor, now)
         if case_row is None:
-            case_row, decision = await self._new_case(session, msg, actor, now)
+            decision = self._decide(session, msg, now)
+            if automatic and not as_case:
+                policy = decision.automatic_mail or AutomaticMail.RECORD
+                kind = "bounce" if msg.flags.bounce else "auto-reply"
+                if policy is not AutomaticMail.CASE:
+                    why = f"{kind} that answers none of our messages"
+                    return await self._unfiled(session, delivery, msg, why, policy, now)
+            case_row, decision = await self._new_case(session, msg, actor, now, decision=decision)
             activity = await self._activity(session, case_row, msg, actor, now)
             acked = await self._acknowledge(session, case_row, activity, decision, now)
             return IngestResult("created", case_row.number, activity.id, queued_outgoing=acked)
@@ -355,19 +364,92 @@ class Ingestor:
             return IngestResult("reopened", case_row.number, activity.id)
         return IngestResult("appended", case_row.number, activity.id)
 
-    async def _automatic(
+    def _from_us(self, msg: InboundMessage) -> bool:
+        sender = (msg.sender.email or "").lower()
+        return msg.flags.from_us or bool(sender and sender in self.options.our_addresses)
+
+    def _agent_answering(self, msg: InboundMessage, case_row: CaseRow | None) -> str | None:
+        """The agent who wrote ``msg`` on a case (an answer from their own mail client, the
+        support mailbox in copy), unless they are the case's customer themselves."""
+        rules = self.rules()
+        sender = (msg.sender.email or "").lower()
+        if rules is None or not sender or case_row is None:
+            return None
+        if sender == (case_row.contact_email or "").lower():
+            return None
+        user = rules.directory.by_email(sender)
+        return user.id if user is not None else None
+
+    async def _ours(
         self,
         session: AsyncSession,
+        delivery: Delivery,
         msg: InboundMessage,
         case_row: CaseRow | None,
         actor: Actor,
         now: datetime,
     ) -> IngestResult:
-        kind = "bounce" if msg.flags.bounce else "auto-reply"
+        """Mail from one of our own addresses: never a customer's, never answered."""
+        if msg.message_id and lookups_of(session).holds_message(msg.message_id):
+            return IngestResult("ignored", detail="one of our own messages came back")
+        if msg.flags.auto_reply or msg.flags.bounce:
+            if case_row is not None:
+                return await self._automatic(session, msg, case_row, actor, now)
+            why = "automatic mail from one of our own addresses that answers no case"
+            return await self._unfiled(session, delivery, msg, why, AutomaticMail.RECORD, now)
         if case_row is None:
-            log.info("automatic mail answering nothing ignored", kind=kind,
-                     message_id=msg.message_id, mailbox=msg.mailbox)  # fmt: skip
-            return IngestResult("ignored", detail=f"{kind} that answers none of our messages")
+            why = "sent from one of our own addresses and answers no case"
+            return await self._unfiled(session, delivery, msg, why, AutomaticMail.RECORD, now)
+        agent = self._agent_answering(msg, case_row)
+        return await self._agent_mail(
+            session, msg, case_row, Actor.user(agent) if agent else actor, now
+        )
+
+    async def _agent_mail(
+        self, session: AsyncSession, msg: InboundMessage, case_row: CaseRow, actor: Actor,
+        now: datetime,
+    ) -> IngestResult:  # fmt: skip
+        """An agent's answer sent from their mail client: an outgoing activity on the case
+        (already delivered: the outbox never sends it), counted as the agent's reply."""
+        if not Status(case_row.status).read_only:
+            await self.service.change_in(
+                session, case_row, lifecycle.AgentReplied(), actor,
+                detail={"message_id": msg.message_id},
+            )  # fmt: skip
+        activity = await self._activity(
+            session, case_row, msg, actor, now, direction=Direction.OUTGOING
+        )
+        repo.audit(session, case_row.id, at=now, actor=actor, action="reply_by_mail",
+                   detail={"activity": activity.id, "message_id": msg.message_id,
+                           "sender": msg.sender.email})  # fmt: skip
+        return IngestResult("recorded", case_row.number, activity.id, "answer sent by mail")
+
+    async def _unfiled(
+        self,
+        session: AsyncSession,
+        delivery: Delivery,
+        msg: InboundMessage,
+        why: str,
+        policy: AutomaticMail,
+        now: datetime,
+    ) -> IngestResult:
+        """A message that answers no case and opens none: set aside (kept) or ignored."""
+        if policy is AutomaticMail.IGNORE:
+            log.info("message ignored by rule", reason=why, message_id=msg.message_id,
+                     mailbox=msg.mailbox)  # fmt: skip
+            return IngestResult("ignored", detail=why)
+        await set_aside(session, self.quarantine_files, delivery, why, now, state=IGNORED)
+        return IngestResult(SET_ASIDE, detail=why)
+
+    async def _automatic(
+        self,
+        session: AsyncSession,
+        msg: InboundMessage,
+        case_row: CaseRow,
+        actor: Actor,
+        now: datetime,
+    ) -> IngestResult:
+        kind = "bounce" if msg.flags.bounce else "auto-reply"
         activity = await self._activity(session, case_row, msg, actor, now)
         detail: dict[str, Any] = {"activity": activity.id, "message_id": msg.message_id}
         if msg.flags.bounce:
@@ -380,6 +462,14 @@ class Ingestor:
                    action=kind.replace("-", "_") + "_recorded", detail=detail)  # fmt: skip
         return IngestResult("recorded", case_row.number, activity.id, kind)
 
+    def _decide(self, session: AsyncSession, msg: InboundMessage, now: datetime) -> RoutingDecision:
+        """The routing decision for a message that opens a case."""
+        lookups = lookups_of(session)
+        has_open = lookups.has_open_cases(email=msg.sender.email, slack=msg.sender.slack_user)
+        facts = ThreadFacts(is_reply=bool(msg.thread_ids), customer_has_open_cases=has_open)
+        rules = self.rules()
+        return evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
+
     async def _new_case(
         self,
         session: AsyncSession,
@@ -387,12 +477,12 @@ class Ingestor:
         actor: Actor,
         now: datetime,
         parent: CaseRow | None = None,
+        decision: RoutingDecision | None = None,
     ) -> tuple[CaseRow, RoutingDecision]:
         lookups = lookups_of(session)
-        has_open = lookups.has_open_cases(email=msg.sender.email, slack=msg.sender.slack_user)
-        facts = ThreadFacts(is_reply=bool(msg.thread_ids), customer_has_open_cases=has_open)
         rules = self.rules()
-        decision = evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
+        if decision is None:
+            decision = self._decide(session, msg, now)
         # The number first: a transaction then always takes the case counter's lock before a
         # team's rotation lock, and two instances' batches cannot wait for each other in a
         # circle (one holding the counter, the other a rotation).
@@ -457,14 +547,18 @@ class Ingestor:
         msg: InboundMessage,
         actor: Actor,
         now: datetime,
+        direction: Direction = Direction.INCOMING,
     ) -> ActivityRow:
+        """The activity of a message taken in; ``OUTGOING``: an answer an agent sent from
+        their mail client (already delivered)."""
         flags = msg.flags
+        sent = direction is Direction.OUTGOING
         activity = ActivityRow(
             id=await ids.new_id(session, ActivityRow),  # written with the batch, at its end
             case_id=case_row.id,
             kind=(ActivityKind.SLACK_MESSAGE if msg.channel is ChannelKind.SLACK
                   else ActivityKind.EMAIL).value,
-            direction=Direction.INCOMING.value,
+            direction=direction.value,
             state=ActivityState.COMPLETED.value,
             channel=msg.channel.value,
             mailbox=msg.mailbox,
@@ -487,8 +581,14 @@ class Ingestor:
                 "bounce": flags.bounce,
                 "mailing_list": flags.mailing_list,
                 "failed_recipients": list(flags.failed_recipients),
+                "from_us": flags.from_us,
+                "auto_subject": flags.auto_subject,
+                **({"unparsed_headers": list(msg.unparsed_headers)} if msg.unparsed_headers
+                   else {}),
             },
             actor=str(actor),
+            delivery_state=DeliveryState.SENT.value if sent else None,
+            sent_at=(msg.sent_at or now) if sent else None,
             created_at=now,
             updated_at=now,
         )  # fmt: skip

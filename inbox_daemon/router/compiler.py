@@ -23,6 +23,7 @@ from inbox_daemon.router.conditions import (
     Condition,
     FactIs,
     HasAttachment,
+    IsAutomatic,
     MailboxIs,
     Not,
     PriorityIn,
@@ -72,6 +73,7 @@ class _Compiler:
             "body": lambda v: self.text("body", v),
             "header": self.header,
             "has_attachment": HasAttachment,
+            "automatic": IsAutomatic,
             "attachment_type": lambda v: AttachmentTypeIs(GlobSet(v)),
             "slack_channel": SlackChannelIs,
             "customer_has_open_cases": lambda v: FactIs("customer_has_open_cases", v),
@@ -140,6 +142,7 @@ def compile_actions(spec: ActionSpec) -> Actions:
         status=spec.status,
         note=spec.note,
         skip_acknowledgement=spec.skip_acknowledgement,
+        automatic_mail=spec.automatic_mail,
     )
 
 

@@ -235,6 +235,27 @@ class FactIs(Condition):
         return self._trace(held, reason)
 
 
+class IsAutomatic(Condition):
+    """The message is (``expected=True``) or is not automatic by its headers: an auto-reply,
+    a bounce or mailing-list mail."""
+
+    __slots__ = ("expected",)
+    label = "automatic"
+
+    def __init__(self, expected: bool) -> None:
+        self.expected = expected
+
+    def test(self, view: MessageView) -> bool:
+        return view.message.flags.automatic is self.expected
+
+    def explain(self, view: MessageView) -> ConditionTrace:
+        actual = view.message.flags.automatic
+        reason = f"automatic is {str(actual).lower()}"
+        if actual is not self.expected:
+            reason += f", expected {str(self.expected).lower()}"
+        return self._trace(actual is self.expected, reason)
+
+
 class HasAttachment(Condition):
     __slots__ = ("expected",)
     label = "has_attachment"

@@ -10,8 +10,8 @@ How a decision is merged:
 * Rules are tried in file order. A rule whose conditions hold *fires*: its name is added to
   ``rules_fired``. If it has ``stop: true`` (the default) no later rule is tried.
 * For single-valued fields (queue, team, user, strategy, priority, category, reason, sla,
-  status, skip_acknowledgement) the first rule that fires and sets the field wins; later
-  firing rules only fill fields that are still unset.
+  status, skip_acknowledgement, automatic_mail) the first rule that fires and sets the field
+  wins; later firing rules only fill fields that are still unset.
 * ``tags`` accumulate over every firing rule (in order, without duplicates); so do ``note``
   texts, into ``notes``.
 * Then ``default`` acts as a last rule that always fires: it fills the fields still unset and
@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from inbox_daemon.cases.directory import AssignmentStrategy
-from inbox_daemon.cases.enums import Priority, Status
+from inbox_daemon.cases.enums import AutomaticMail, Priority, Status
 from inbox_daemon.messages import InboundMessage
 from inbox_daemon.router.conditions import Condition, ConditionTrace, MessageView
 
@@ -77,6 +77,8 @@ class RoutingDecision:
     status: Status | None = None
     notes: tuple[str, ...] = ()
     skip_acknowledgement: bool = False
+    #: What becomes of automatic mail answering none of our messages (None: record it).
+    automatic_mail: AutomaticMail | None = None
     #: The name of every rule that fired, in order (for the audit log and ``rules explain``).
     rules_fired: tuple[str, ...] = ()
     #: A short hash of the rules file the decision came from.
@@ -95,6 +97,7 @@ SCALAR_FIELDS = (
     "sla",
     "status",
     "skip_acknowledgement",
+    "automatic_mail",
 )
 
 
@@ -118,6 +121,7 @@ class Actions:
     status: Status | None = None
     note: str | None = None
     skip_acknowledgement: bool | None = None
+    automatic_mail: AutomaticMail | None = None
 
     def settings(self) -> Settings:
         """The single-valued fields that are set, as (field, value)."""

@@ -25,10 +25,11 @@ from pydantic_core import PydanticCustomError
 
 from inbox_daemon.cases.calendar import WEEKDAYS
 from inbox_daemon.cases.directory import AssignmentStrategy
-from inbox_daemon.cases.enums import Priority, Status
+from inbox_daemon.cases.enums import AutomaticMail, Priority, Status
 from inbox_daemon.messages import ChannelKind
 
 __all__ = [
+    "AutomaticMailChoice",
     "ChannelList",
     "Country",
     "DayHours",
@@ -104,6 +105,9 @@ def non_empty_list(value: list[Any]) -> list[Any]:
 Text = Annotated[str, AfterValidator(_non_empty)]
 PriorityChoice = Annotated[Priority, BeforeValidator(_choice(Priority, "priority"))]
 StatusChoice = Annotated[Status, BeforeValidator(_choice(Status, "status"))]
+AutomaticMailChoice = Annotated[
+    AutomaticMail, BeforeValidator(_choice(AutomaticMail, "automatic_mail policy"))
+]
 StrategyChoice = Annotated[
     AssignmentStrategy, BeforeValidator(_choice(AssignmentStrategy, "strategy"))
 ]

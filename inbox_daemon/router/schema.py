@@ -32,6 +32,7 @@ from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import Priority
 from inbox_daemon.errors import RulesError
 from inbox_daemon.router.fields import (
+    AutomaticMailChoice,
     ChannelList,
     Country,
     DayHours,
@@ -294,6 +295,7 @@ class ConditionSpec(Spec):
     body: TextCondition | None = None
     header: HeaderMatch | None = None
     has_attachment: bool | None = None
+    automatic: bool | None = None
     attachment_type: TextList | None = None
     slack_channel: TextList | None = None
     customer_has_open_cases: bool | None = None
@@ -337,6 +339,7 @@ class ActionSpec(Spec):
     status: StatusChoice | None = None
     note: Text | None = None
     skip_acknowledgement: bool | None = None
+    automatic_mail: AutomaticMailChoice | None = None
 
 
 class RuleSpec(Spec):

@@ -28,7 +28,10 @@ from inbox_daemon.store.migrate import upgrade
 from inbox_daemon.store.tables import ActivityRow, CaseRow, QuarantineRow
 from tests.corpus.test_corpus_parse import CORPUS, _corpus_items
 
-OUTCOMES = {"created", "appended", "reopened", "recorded", "ignored", "quarantined", "duplicate"}
+OUTCOMES = {
+    "created", "appended", "reopened", "recorded", "ignored", "set_aside", "quarantined",
+    "duplicate",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +94,17 @@ async def test_whole_corpus_goes_through_intake(
         == outcomes["created"] + outcomes["appended"] + outcomes["recorded"] + outcomes["reopened"]
     )
     assert await _count(db, CaseRow) == outcomes["created"]
-    assert await _count(db, QuarantineRow) == outcomes["quarantined"]
+    # nothing vanishes: what made no activity is kept, quarantined or set aside
+    assert await _count(db, QuarantineRow) == outcomes["quarantined"] + outcomes["set_aside"]
+    assert outcomes["ignored"] == 0
     # automatic mail answering nothing never becomes a case
     bounces = [n for n in by_name if n.startswith("sisimai-set-of-emails/")]
     assert sum(by_name[n].outcome == "created" for n in bounces) < len(bounces) // 4
     # counted once and pinned, so that a change in what is taken in shows up here
-    assert dict(outcomes) == {"created": 34, "ignored": 133, "quarantined": 23}
+    assert dict(outcomes) == {"created": 34, "set_aside": 133, "quarantined": 23}
+    async with db.transaction() as session:
+        states = Counter((await session.execute(select(QuarantineRow.state))).scalars())
+    assert states == {"held": 23, "ignored": 133}
     quarantined = {n for n, r in by_name.items() if r.outcome == "quarantined"}
     assert all(
         (n.startswith("github-email_reply_parser/") and n.endswith(".txt"))  # bodies, no headers

@@ -356,6 +356,22 @@ def test_quarantine_list_show_retry(tmp_path: Path) -> None:
     assert "no quarantined message #42" in err
 
 
+def test_automatic_mail_answering_nothing_is_listed_and_can_become_a_case(tmp_path: Path) -> None:
+    run_cli(tmp_path, "init", ".")
+    raw = SAMPLE.replace(b"Subject:", b"Auto-Submitted: auto-generated\r\nSubject:", 1)
+    proc = run_stdin(tmp_path, raw)
+    assert (proc.returncode, proc.stdout.decode().strip()) == (0, "set_aside")
+    assert "nothing in quarantine" in run_cli(tmp_path, "quarantine", "list").stdout
+    listed = run_cli(tmp_path, "quarantine", "list", "--ignored").stdout
+    assert listed.startswith("#1 ")
+    assert "ignored" in listed
+    assert "answers none of our messages" in listed
+    assert run_cli_bytes(tmp_path, "quarantine", "show", "--raw", "1").endswith(raw)
+    out = run_cli(tmp_path, "quarantine", "retry", "1").stdout
+    assert out.strip() == "#1: created CAS-000001"
+    assert "nothing set aside" in run_cli(tmp_path, "quarantine", "list", "--ignored").stdout
+
+
 @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
 def test_quarantine_retry_takes_the_message_in(tmp_path: Path, large: bool) -> None:
     """A message quarantined because storing failed goes through once retried (a large one

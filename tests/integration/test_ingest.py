@@ -339,15 +339,23 @@ async def test_auto_replies_and_bounces_never_reopen_or_create(
     assert (sent.delivery_state, sent.last_error) == ("failed", "bounced: ann@example.com")
     assert view.case.status is Status.RESOLVED
     stray = mail(4, "Automatic reply: away", flags=MessageFlags(auto_reply=True))
-    assert (await ingest(delivery(stray))).outcome == "ignored"
+    assert (await ingest(delivery(stray))).outcome == "set_aside"
     assert await rows(db, CaseRow) == 1
 
 
-async def test_mail_from_our_own_address_is_ignored(ingest: Ingestor, db: Database) -> None:
+async def test_mail_from_our_own_address_answering_no_case_is_set_aside(
+    ingest: Ingestor, db: Database
+) -> None:
     result = await ingest(delivery(mail(1, sender="Support@Ours.Example")))
-    assert result.outcome == "ignored"
+    assert (result.outcome, result.detail) == (
+        "set_aside",
+        "sent from one of our own addresses and answers no case",
+    )
     assert await rows(db, CaseRow) == 0
-    assert await rows(db, ReceiptRow) == 1  # but remembered: not fetched again
+    assert await rows(db, ReceiptRow) == 1  # remembered: not fetched again
+    async with db.transaction() as session:
+        kept = (await session.execute(select(QuarantineRow))).scalar_one()
+    assert (kept.state, kept.external_id) == ("ignored", "7:1")  # and kept for a person
 
 
 async def test_unparseable_mail_is_quarantined_once(
@@ -633,10 +641,12 @@ async def test_a_failing_message_costs_its_batch_mates_a_retry_not_their_place(
 ) -> None:
     place = ingest._place
 
-    async def explode_on_two(session: object, msg: InboundMessage, now: datetime) -> object:
+    async def explode_on_two(
+        session: object, delivery: Delivery, msg: InboundMessage, now: datetime, as_case: bool
+    ) -> object:
         if msg.subject == "two":
             raise RuntimeError("disk on fire")
-        return await place(session, msg, now)  # type: ignore[arg-type]
+        return await place(session, delivery, msg, now, as_case)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ingest, "_place", explode_on_two)
     batch = [delivery(mail(n, name, sender=f"{name}@example.com"))
@@ -900,7 +910,7 @@ async def test_a_batch_writes_exactly_what_one_message_at_a_time_writes(
         ]
         assert [r.outcome for r in together] == [
             "created", "appended", "reopened", "follow_up", "created", "duplicate",
-            "recorded", "recorded", "ignored", "ignored", "quarantined", "created", "created",
+            "recorded", "recorded", "set_aside", "set_aside", "quarantined", "created", "created",
         ]  # fmt: skip
         after = await snapshot(db)
         assert await snapshot(twin) == after

@@ -26,6 +26,7 @@ from inbox_daemon.messages import Address, InboundMessage, MessageFlags
 __all__ = [
     "detect_flags",
     "failed_recipients",
+    "has_auto_reply_subject",
     "heuristic_failed_recipients",
     "is_auto_reply",
     "is_bounce",
@@ -113,8 +114,12 @@ def normalize_email(value: str | None) -> str | None:
     return f"{local}@{domain.lower()}"
 
 
-def is_auto_reply(headers: Headers, subject: str, *, report_type: str = "") -> bool:
-    """RFC 3834 ``Auto-Submitted``, the vendor headers, ``Precedence`` and OOF subjects."""
+def is_auto_reply(headers: Headers, *, report_type: str = "") -> bool:
+    """RFC 3834 ``Auto-Submitted``, the vendor headers, ``Precedence`` and read receipts.
+
+    The subject takes no part: people write "Out of office printer will not print" too (see
+    :func:`has_auto_reply_subject`).
+    """
     auto_submitted = _first(headers, "auto-submitted")
     if auto_submitted is not None and _token(auto_submitted) not in ("", "no"):
         return True
@@ -129,8 +134,21 @@ def is_auto_reply(headers: Headers, subject: str, *, report_type: str = "") -> b
     precedence = _first(headers, "precedence")
     if precedence is not None and _token(precedence) in _AUTO_PRECEDENCE:
         return True
-    if report_type == "disposition-notification":
+    apple = _first(headers, "x-apple-action")  # iCloud's vacation responder
+    if apple is not None and _token(apple) == "vacation":
         return True
+    message_class = _first(headers, "x-post-messageclass")  # "9; Autoresponder"
+    if message_class is not None and "autorespond" in message_class.lower():
+        return True
+    return report_type == "disposition-notification"
+
+
+def has_auto_reply_subject(subject: str) -> bool:
+    """Whether the subject starts like an out-of-office or other automatic answer.
+
+    Only a hint: it keeps the daemon from answering the mail, it never decides that no person
+    wrote it.
+    """
     return _AUTO_SUBJECT.match(subject) is not None
 
 
@@ -260,14 +278,16 @@ def detect_flags(
     delivery_status: Sequence[Mapping[str, str]] = (),
     from_us: bool = False,
 ) -> MessageFlags:
-    """All flags of one message. Mail from our own addresses counts as an automatic reply."""
+    """All flags of one message; ``from_us``: its sender is one of our own addresses."""
     bounce = is_bounce(headers, subject, sender, content_type=content_type, report_type=report_type)
-    auto_reply = from_us or is_auto_reply(headers, subject, report_type=report_type)
+    auto_reply = is_auto_reply(headers, report_type=report_type)
     return MessageFlags(
         auto_reply=auto_reply,
         bounce=bounce,
         mailing_list=is_mailing_list(headers),
         failed_recipients=failed_recipients(headers, delivery_status) if bounce else (),
+        from_us=from_us,
+        auto_subject=not (auto_reply or bounce) and has_auto_reply_subject(subject),
     )
 
 

@@ -60,6 +60,8 @@ def test_ordinary_customer_mail_has_no_flags() -> None:
         {"Precedence": "bulk"},
         {"Precedence": "junk"},
         {"Precedence": "auto_reply"},
+        {"X-Apple-Action": "VACATION"},
+        {"X-POST-MessageClass": "9; Autoresponder"},
     ],
 )
 def test_auto_reply_headers(headers: dict[str, str]) -> None:
@@ -106,8 +108,31 @@ def test_headers_that_do_not_mean_auto_reply(headers: dict[str, str]) -> None:
         "AUTO: Jane Doe is out of the office (returning 05/06/2024)",
     ],
 )
-def test_out_of_office_subjects(subject: str) -> None:
-    assert flags(mail(subject)).auto_reply is True
+def test_out_of_office_subjects_only_suppress_answers(subject: str) -> None:
+    found = flags(mail(subject))
+    # A subject alone never says that no person wrote the mail: it is taken in as usual and
+    # only never answered automatically.
+    assert (found.auto_reply, found.automatic) == (False, False)
+    assert found.auto_subject is True
+    assert found.no_automatic_answer is True
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Out of office printer will not print",
+        "Automatic reply not working in Outlook, please help",
+        "OOO calendar sync fails",
+    ],
+)
+def test_a_customer_subject_that_looks_automatic_is_not_automatic(subject: str) -> None:
+    found = flags(mail(subject))
+    assert (found.auto_reply, found.automatic, found.auto_subject) == (False, False, True)
+
+
+def test_an_automatic_subject_with_automatic_headers_is_an_auto_reply() -> None:
+    found = flags(mail("Out of Office: Re: order", headers={"Auto-Submitted": "auto-replied"}))
+    assert (found.auto_reply, found.auto_subject) == (True, False)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +148,8 @@ def test_out_of_office_subjects(subject: str) -> None:
     ],
 )
 def test_ordinary_subjects_are_not_auto_replies(subject: str) -> None:
-    assert flags(mail(subject)).auto_reply is False
+    found = flags(mail(subject))
+    assert (found.auto_reply, found.auto_subject) == (False, False)
 
 
 def test_read_receipt_is_an_auto_reply_not_a_bounce() -> None:
@@ -279,7 +305,9 @@ def test_is_from_us() -> None:
     assert is_from_us(parse(mail(sender="support@shop.example")), ()) is False
 
 
-def test_mail_from_our_own_address_is_flagged_automatic() -> None:
+def test_mail_from_our_own_address_is_flagged_from_us() -> None:
     raw = mail(sender="Support <support@shop.example>")
-    assert parse(raw, our_addresses=("support@shop.example",)).flags.auto_reply is True
-    assert parse(raw).flags.auto_reply is False
+    ours = parse(raw, our_addresses=("support@shop.example",)).flags
+    # never answered, but not an automatic reply: an agent may have written it
+    assert (ours.from_us, ours.auto_reply, ours.no_automatic_answer) == (True, False, True)
+    assert parse(raw).flags.from_us is False

@@ -52,6 +52,8 @@ def test_a_person_writing_for_the_first_time_is_acknowledged() -> None:
         ({"flags": MessageFlags(auto_reply=True)}, "automatic reply"),
         ({"flags": MessageFlags(bounce=True)}, "bounce"),
         ({"flags": MessageFlags(mailing_list=True)}, "mailing list"),
+        ({"flags": MessageFlags(auto_subject=True)}, "subject looks like an automatic reply"),
+        ({"flags": MessageFlags(from_us=True)}, "our own addresses"),
         ({"sender": "Support@Example.com"}, "our own addresses"),
         ({"sender": "help@example.com"}, "our own addresses"),
         ({"sender": "no-reply@shop.example"}, "no-reply"),

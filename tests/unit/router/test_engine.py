@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from inbox_daemon.cases.directory import AssignmentStrategy
-from inbox_daemon.cases.enums import Priority, Status
-from inbox_daemon.messages import Address, Attachment, ChannelKind
+from inbox_daemon.cases.enums import AutomaticMail, Priority, Status
+from inbox_daemon.messages import Address, Attachment, ChannelKind, MessageFlags
 from inbox_daemon.router import RoutingDecision, ThreadFacts, evaluate, explain
 
 from .helpers import NOW, load, message
@@ -398,6 +398,22 @@ def test_condition(
     assert fires(when, message(**fields), facts, now) is expected
 
 
+@pytest.mark.parametrize(
+    ("flags", "automatic"),
+    [
+        (MessageFlags(), False),
+        (MessageFlags(auto_reply=True), True),
+        (MessageFlags(bounce=True), True),
+        (MessageFlags(mailing_list=True), True),
+        (MessageFlags(auto_subject=True), False),  # a subject alone is no proof
+        (MessageFlags(from_us=True), False),
+    ],
+)
+def test_automatic_condition_reads_the_headers_flags(flags: MessageFlags, automatic: bool) -> None:
+    assert fires("{automatic: true}", message(flags=flags)) is automatic
+    assert fires("{automatic: false}", message(flags=flags)) is not automatic
+
+
 def test_every_action_reaches_the_decision() -> None:
     decision = route(
         """\
@@ -417,6 +433,7 @@ rules:
       status: escalated
       note: call back
       skip_acknowledgement: true
+      automatic_mail: case
 """
     )
     assert decision == RoutingDecision(
@@ -432,6 +449,7 @@ rules:
         status=Status.ESCALATED,
         notes=("call back",),
         skip_acknowledgement=True,
+        automatic_mail=AutomaticMail.CASE,
         rules_fired=("everything",),
         rules_version=decision.rules_version,
     )

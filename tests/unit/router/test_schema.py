@@ -212,6 +212,7 @@ def test_unknown_keys_name_the_allowed_keys() -> None:
             "id, name, email, slack_id, active",
             "rules.yaml:7:19: unknown key 'sujbect' (did you mean 'subject'?); expected one of: "
             "channel, mailbox, from, from_domain, to, cc, subject, body, header, has_attachment, "
+            "automatic, "
             "attachment_type, slack_channel, customer_has_open_cases, is_reply, is_reopen, "
             "priority, business_hours, all, any, not",
             "rules.yaml:9:5: unknown key 'stopp' (did you mean 'stop'?); expected one of: "
@@ -698,3 +699,15 @@ def test_libyaml_and_pure_python_parsing_agree(monkeypatch: pytest.MonkeyPatch) 
     assert fast[0] == slow[0]
     assert fast[1].values == slow[1].values
     assert fast[1].keys == slow[1].keys
+
+
+def test_an_unknown_automatic_mail_policy_names_the_choices() -> None:
+    text = """
+        version: 1
+        rules:
+          - {name: r, when: {automatic: true}, then: {automatic_mail: recrod}}
+        """
+    assert errors(text) == (
+        "rules.yaml:3:63: unknown automatic_mail policy 'recrod' (did you mean 'record'?); "
+        "expected one of: case, record, ignore"
+    )
