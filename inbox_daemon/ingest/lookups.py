@@ -24,8 +24,7 @@ from inbox_daemon.cases.model import find_case_number
 from inbox_daemon.messages import InboundMessage
 from inbox_daemon.store import intake
 from inbox_daemon.store.tables import CaseRow
-
-_SESSION_KEY = "inbox_daemon.intake_lookups"
+from inbox_daemon.store.unit import unit_of
 
 
 @dataclass
@@ -81,7 +80,7 @@ class BatchLookups:
 
     def attach(self, session: AsyncSession) -> None:
         """Make these the lookups of ``session``'s transaction (see :func:`lookups_of`)."""
-        session.sync_session.info[_SESSION_KEY] = self
+        unit_of(session).attach(self)
 
     # -- the questions, and what the batch itself changes -------------------------------------
 
@@ -151,7 +150,7 @@ class BatchLookups:
 
 def lookups_of(session: AsyncSession) -> BatchLookups:
     """The lookups attached to ``session``'s transaction (every intake transaction has them)."""
-    found = session.sync_session.info.get(_SESSION_KEY)
-    if not isinstance(found, BatchLookups):
+    found = unit_of(session).get(BatchLookups)
+    if found is None:
         raise RuntimeError("an intake step ran outside Ingestor._transaction")
     return found

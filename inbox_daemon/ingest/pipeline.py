@@ -203,9 +203,18 @@ class Ingestor:
 
     @contextlib.asynccontextmanager
     async def _transaction(self, messages: Sequence[InboundMessage]) -> AsyncIterator[AsyncSession]:
-        """The transaction that takes ``messages`` in: their attachments stored first, what
-        they need to know looked up once (:class:`BatchLookups`, attached to the session), and
-        their receipts written together at the end.
+        """The transaction that takes ``messages`` in, and what is written when:
+
+        1. before it, the messages' attachments are stored and synced (content-addressed);
+        2. at its start, what the messages need to know is looked up once
+           (:class:`BatchLookups`, attached to the transaction's unit of work);
+        3. while the steps run nothing is flushed: new cases and activities get their ids and
+           case numbers at once (:mod:`inbox_daemon.store.ids`, ``next_case_number``), audit
+           rows wait in the unit of work (``repo.audit``), receipts in the lookups;
+        4. at its end, the batch's rows: the receipts' INSERT flushes the session first (one
+           multi-row INSERT per table, after which the unit of work writes the audit rows and
+           the case counter: :mod:`inbox_daemon.store.unit`), then the receipts in one
+           INSERT, then the commit.
 
         Every way into the pipeline goes through here, so its steps have one way of asking.
         """

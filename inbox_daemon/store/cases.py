@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, func, insert, inspect, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstanceState, Session
+from sqlalchemy.orm import InstanceState
 
 from inbox_daemon.cases.enums import (
     READ_ONLY,
@@ -22,8 +22,7 @@ from inbox_daemon.cases.enums import (
 from inbox_daemon.cases.model import Actor, Case, FieldChange, format_case_number
 from inbox_daemon.errors import NotFoundError, SchemaError
 from inbox_daemon.store.tables import ActivityRow, AuditRow, Base, CaseRow, Counter
-
-CASE_COUNTER = "case_number"
+from inbox_daemon.store.unit import CASE_COUNTER, flush_audit, unit_of
 
 _PLAIN_FIELDS = (
     "title",
@@ -58,11 +57,11 @@ async def next_case_number(session: AsyncSession) -> str:
     RETURNING``), which takes a row lock on PostgreSQL and the write lock on SQLite: concurrent
     transactions get distinct numbers, and a rolled-back transaction gives its numbers back.
     Holding the lock, the transaction counts on in memory and writes the counter's new value
-    once, with its other pending rows (:func:`_write_pending`): an intake batch creating fifty
-    cases updates the counter once, not fifty times.
+    once, with its other pending rows (:meth:`.unit.UnitOfWork.write_pending`): an intake
+    batch creating fifty cases updates the counter once, not fifty times.
     """
-    info = session.sync_session.info
-    count = info.get(_CASE_COUNT)
+    unit = unit_of(session)
+    count = unit.case_count
     if count is not None:
         count[0] += 1
         return format_case_number(count[0])
@@ -77,11 +76,10 @@ async def next_case_number(session: AsyncSession) -> str:
     value = (await (await session.connection()).execute(stmt)).scalar_one_or_none()
     if value is None:  # the first migration creates it
         raise SchemaError("the case-number counter is missing: run `inbox-daemon db upgrade`")
-    info[_CASE_COUNT] = [value, value]  # [last handed out, last written]
+    unit.case_count = [value, value]  # [last handed out, last written]
     return format_case_number(value)
 
 
-_CASE_COUNT = "inbox_daemon.case_count"
 _COUNTERS = Base.metadata.tables[Counter.__tablename__]
 
 
@@ -166,7 +164,7 @@ def audit(
     """Record the audit events of one action: a row per changed field, or one row without.
 
     The rows wait in the session and go to the database together, in one multi-row INSERT, at
-    the session's next flush or commit (:func:`_write_pending`): an intake transaction
+    the session's next flush or commit (:mod:`.unit`): an intake transaction
     records a dozen of them per new case, and the ORM would send those one at a time.
     """
     base = {
@@ -181,61 +179,7 @@ def audit(
         {**base, "field": change.field, "old_value": change.old, "new_value": change.new}
         for change in changes
     ] or [{**base, "field": None, "old_value": None, "new_value": None}]
-    session.sync_session.info.setdefault(_PENDING_AUDIT, []).extend(rows)
-
-
-_PENDING_AUDIT = "inbox_daemon.pending_audit"
-
-
-def _write_pending(session: Session) -> None:
-    """Write the audit rows :func:`audit` recorded and the case counter
-    :func:`next_case_number` advanced, in one statement each."""
-    rows = session.info.pop(_PENDING_AUDIT, None)
-    if rows:
-        session.connection().execute(insert(AuditRow), rows)
-    count = session.info.get(_CASE_COUNT)
-    if count is not None and count[0] != count[1]:
-        counter = _COUNTERS
-        session.connection().execute(
-            update(counter).where(counter.c.name == CASE_COUNTER).values(value=count[0])
-        )
-        count[1] = count[0]
-
-
-@event.listens_for(Session, "after_flush")
-def _after_flush(session: Session, _context: Any) -> None:
-    # After the flush's INSERTs: the audit rows refer to cases that may have just been written.
-    _write_pending(session)
-    session.info.pop(_WRITTEN_COUNTS, None)  # what is written has changed
-
-
-@event.listens_for(Session, "before_commit")
-def _before_commit(session: Session) -> None:
-    session.flush()  # the rows the audit events refer to go first (the flush writes them)
-    _write_pending(session)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_pending(session: Session, previous: Any) -> None:
-    """Rows recorded in work that was rolled back are not written (flush them before a
-    savepoint to keep what came before it). A counter count ends with its transaction; after a
-    rolled-back savepoint it counts on (a gap in the numbers, never a number twice)."""
-    session.info.pop(_PENDING_AUDIT, None)
-    session.info.pop(_WRITTEN_COUNTS, None)
-    if not previous.nested:
-        session.info.pop(_CASE_COUNT, None)
-
-
-@event.listens_for(Session, "after_commit")
-def _end_count(session: Session) -> None:
-    session.info.pop(_CASE_COUNT, None)
-    session.info.pop(_WRITTEN_COUNTS, None)
-
-
-async def flush_audit(session: AsyncSession) -> None:
-    """Write pending audit rows now, for a query that reads the audit trail."""
-    await session.flush()
-    await session.run_sync(_write_pending)
+    unit_of(session).pending_audit.extend(rows)
 
 
 async def list_cases(
@@ -291,12 +235,12 @@ async def open_case_counts(session: AsyncSession) -> dict[str, int]:
         )
         .group_by(CaseRow.owner_user)
     )
-    stored: dict[str, int] | None = session.sync_session.info.get(_WRITTEN_COUNTS)
+    unit = unit_of(session)
+    stored = unit.written_counts
     if stored is None:  # asked again after the next flush
         with session.no_autoflush:
             rows = (await session.execute(stmt)).all()
-        stored = {owner: count for owner, count in rows if owner}
-        session.sync_session.info[_WRITTEN_COUNTS] = stored
+        stored = unit.written_counts = {owner: count for owner, count in rows if owner}
     counts = defaultdict(int, stored)
     for row in (*session.new, *session.dirty):
         if not isinstance(row, CaseRow):
@@ -310,9 +254,6 @@ async def open_case_counts(session: AsyncSession) -> dict[str, int]:
             if now is not None:
                 counts[now] += 1
     return {owner: count for owner, count in counts.items() if count > 0}
-
-
-_WRITTEN_COUNTS = "inbox_daemon.open_case_counts"
 
 
 def _counted(owner: str | None, status: str) -> str | None:

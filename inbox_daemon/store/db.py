@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.store import sqlite_driver
+from inbox_daemon.store.unit import WorkSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -77,7 +78,9 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=WorkSession
+        )
 
     @property
     def is_postgres(self) -> bool:
@@ -90,7 +93,8 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: committed when the block ends, rolled back if it raises."""
+        """One transaction, with its unit of work (:mod:`.unit`): committed when the block
+        ends, rolled back if it raises."""
         async with self.sessions() as session, session.begin():
             yield session
 

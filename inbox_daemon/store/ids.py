@@ -17,25 +17,22 @@ row is made, the session writes a whole batch at the commit, one multi-row INSER
   id from the count too, at the flush (:func:`_number_new_rows`), so SQLite never picks one
   that was handed out and is not written yet.
 
-The count lives in the session and ends with its transaction.
+The count lives in the transaction's unit of work (:mod:`.unit`) and ends with it.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from inbox_daemon.store.tables import ActivityRow, Base, CaseRow
+from inbox_daemon.store.unit import unit_of
 
 #: Ids taken from a PostgreSQL sequence in a transaction's first query, and at most.
 BLOCK, MAX_BLOCK = 16, 1024
-
-_COUNTS = "inbox_daemon.ids"
 
 #: The tables whose ids intake hands out itself.
 COUNTED: tuple[type[Base], ...] = (CaseRow, ActivityRow)
@@ -45,8 +42,11 @@ class _Taken(deque[int]):
     """Ids taken from a sequence and not handed out yet; how many the next query takes, and
     how many were handed out."""
 
-    def __init__(self, values: Iterable[int], block: int, used: int) -> None:
+    numbers_new_rows = False  # the database numbers them, from the same sequence
+
+    def __init__(self, table: str, values: Iterable[int], block: int, used: int) -> None:
         super().__init__(values)
+        self.table = table
         self.block = block
         self.used = used
 
@@ -54,12 +54,17 @@ class _Taken(deque[int]):
         self.used += 1
         return self.popleft()
 
+    def done(self) -> None:
+        _last_used[self.table] = self.used
+
 
 #: Ids the last transaction took of each table, on PostgreSQL: the next one's first block.
 _last_used: dict[str, int] = {}
 
 
 class _SqliteCount:
+    numbers_new_rows = True  # SQLite would pick max(id) + 1: one of ours, not written yet
+
     def __init__(self, largest: int) -> None:
         self.last = largest
 
@@ -67,15 +72,18 @@ class _SqliteCount:
         self.last += 1
         return self.last
 
+    def done(self) -> None:
+        pass
+
 
 async def new_id(session: AsyncSession, model: type[Base]) -> int:
     """A fresh id for a row of ``model`` (one of :data:`COUNTED`) in this transaction."""
-    counts: dict[str, Any] = session.sync_session.info.setdefault(_COUNTS, {})
+    counts = unit_of(session).ids
     table = str(model.__tablename__)
     count = counts.get(table)
     if isinstance(count, _SqliteCount):
         return count.take()
-    if count:
+    if isinstance(count, _Taken) and count:
         return int(count.take())
     if isinstance(count, _Taken):
         block, used = min(count.block * 2, MAX_BLOCK), count.used
@@ -85,33 +93,12 @@ async def new_id(session: AsyncSession, model: type[Base]) -> int:
     connection = await session.connection()
     if connection.dialect.name == "sqlite":
         largest = (await connection.execute(text(f"SELECT max(id) FROM {table}"))).scalar()
-        count = counts[table] = _SqliteCount(int(largest or 0))
-        return count.take()
+        sqlite_count = counts[table] = _SqliteCount(int(largest or 0))
+        return sqlite_count.take()
     taken = await connection.execute(
         text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
         {"table": table, "n": block},
     )
-    count = counts[table] = _Taken((int(value) for value in taken.scalars()), block, used)
-    return int(count.take())
-
-
-@event.listens_for(Session, "before_flush")
-def _number_new_rows(session: Session, _context: Any, _instances: Any) -> None:
-    """On SQLite, a row added without an id while a count runs gets the next of the count."""
-    counts = session.info.get(_COUNTS)
-    if not counts:
-        return
-    for row in session.new:
-        if isinstance(row, COUNTED) and row.id is None:  # type: ignore[attr-defined]
-            count = counts.get(type(row).__tablename__)
-            if isinstance(count, _SqliteCount):
-                row.id = count.take()  # type: ignore[attr-defined]
-
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    """A count is good for one transaction: the next may see rows another writer added."""
-    for table, count in (session.info.pop(_COUNTS, None) or {}).items():
-        if isinstance(count, _Taken):
-            _last_used[table] = count.used
+    taken_ids = (int(value) for value in taken.scalars())
+    pg_count = counts[table] = _Taken(table, taken_ids, block, used)
+    return int(pg_count.take())

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, event, select, tuple_, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from inbox_daemon.cases.enums import READ_ONLY, DeliveryState, Direction
 from inbox_daemon.messages import Checkpoint
@@ -20,6 +18,7 @@ from inbox_daemon.store.tables import (
     ReceiptRow,
     TeamRotationRow,
 )
+from inbox_daemon.store.unit import unit_of
 
 #: Values in one ``IN (...)`` of a lookup whose list has no natural bound (References).
 IN_CHUNK = 500
@@ -185,21 +184,11 @@ async def _rotation(session: AsyncSession, team: str) -> TeamRotationRow | None:
     """The team's rotation row, locked; read once per transaction (a batch assigning fifty
     cases in turn asks fifty times). The rows this transaction adds are known here, so the
     query needs no flush of what the batch wrote so far."""
-    known: dict[str, TeamRotationRow | None] = session.sync_session.info.setdefault(_ROTATIONS, {})
+    known = unit_of(session).rotations
     if team not in known:
         with session.no_autoflush:
             known[team] = await session.get(TeamRotationRow, team, with_for_update=True)
     return known[team]
-
-
-_ROTATIONS = "inbox_daemon.rotations"
-
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rotations(session: Session, *_args: Any) -> None:
-    """The rows are the transaction's: its lock ends with it, a rolled-back one is gone."""
-    session.info.pop(_ROTATIONS, None)
 
 
 async def save_rotation(session: AsyncSession, team: str, user: str, now: datetime) -> None:
@@ -207,7 +196,7 @@ async def save_rotation(session: AsyncSession, team: str, user: str, now: dateti
     if row is None:
         row = TeamRotationRow(team=team, last_user=user, updated_at=now)
         session.add(row)
-        session.sync_session.info[_ROTATIONS][team] = row
+        unit_of(session).rotations[team] = row
     else:
         row.last_user = user
         row.updated_at = now
