@@ -11,7 +11,6 @@ automatic outgoing activity in the caller's transaction for the outbox to delive
 from __future__ import annotations
 
 import re
-import secrets
 import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from inbox_daemon.cases.model import Actor
 from inbox_daemon.channels.email.compose import clean_text, trim_references
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import ChannelKind, MessageFlags
+from inbox_daemon.messages import ChannelKind, MessageFlags, new_message_id
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import ids
 from inbox_daemon.store.tables import ActivityRow, CaseRow
@@ -285,7 +284,7 @@ async def queue_acknowledgement(
         body_text=body,
         recipients=[sender],
         automatic_to=sender,
-        message_id=f"<{secrets.token_hex(12)}.{case_row.number.lower()}@{message_domain}>",
+        message_id=new_message_id(case_row.number, message_domain),
         in_reply_to=parent,
         references=references,
         automatic=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,15 @@ REPLY_PREFIXES = re.compile(
 def bare_subject(subject: str) -> str:
     """A subject without its reply and forward prefixes, white space folded."""
     return REPLY_PREFIXES.sub("", " ".join(subject.split()))
+
+
+def new_message_id(case_number: str, domain: str) -> str:
+    """A fresh Message-ID for a message we send on a case: ``<random.cas-000123@domain>``.
+
+    The case number in it lets a reply that lost its References still be told apart; the
+    random part makes it unique. The one place that spells our Message-IDs.
+    """
+    return f"<{secrets.token_hex(12)}.{case_number.lower()}@{domain}>"
 
 
 class ChannelKind(enum.StrEnum):

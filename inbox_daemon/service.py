@@ -6,7 +6,6 @@ new snapshot, the audit events and the effects (settled activities, outgoing mes
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from inbox_daemon.cases.enums import (
 )
 from inbox_daemon.cases.model import Actor, Case, diff
 from inbox_daemon.errors import CaseRuleError, NotFoundError
+from inbox_daemon.messages import new_message_id
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import ids
 from inbox_daemon.store.db import Database
@@ -344,7 +344,7 @@ class CaseService:
     # --- activities ------------------------------------------------------------------------
 
     def new_message_id(self, number: str) -> str:
-        return f"<{secrets.token_hex(12)}.{number.lower()}@{self.message_domain}>"
+        return new_message_id(number, self.message_domain)
 
     async def note(
         self, number: str, text: str, actor: Actor, *, source: Source | None = None
