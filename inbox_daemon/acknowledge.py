@@ -20,14 +20,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inbox_daemon.cases.enums import ActivityKind, ActivityState, DeliveryState, Direction
+from inbox_daemon.cases.enums import ActivityKind
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.channels.email.compose import clean_text, trim_references
+from inbox_daemon.channels.email.compose import clean_text
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import ChannelKind, MessageFlags, new_message_id
-from inbox_daemon.store import cases as repo
-from inbox_daemon.store import ids
+from inbox_daemon.messages import ChannelKind, MessageFlags
+from inbox_daemon.service import CaseService
 from inbox_daemon.store.tables import ActivityRow, CaseRow
 
 __all__ = [
@@ -232,7 +231,7 @@ async def queue_acknowledgement(
     template: AckTemplate,
     our_address: str | Collection[str],
     now: datetime,
-    message_domain: str,
+    service: CaseService,
     limit: int = DEFAULT_LIMIT,
     skip: bool = False,
     recent_count: int | None = None,
@@ -270,33 +269,13 @@ async def queue_acknowledgement(
         customer_name=case_row.contact_name or sender,
         mailbox=incoming.mailbox or "",
     )
-    parent = incoming.message_id
-    references = trim_references([*incoming.references, parent] if parent else incoming.references)
-    activity = ActivityRow(
-        id=await ids.new_id(session, ActivityRow),
-        case_id=case_row.id,
-        kind=ActivityKind.EMAIL.value,
-        direction=Direction.OUTGOING.value,
-        state=ActivityState.COMPLETED.value,
-        channel=ChannelKind.EMAIL.value,
-        mailbox=incoming.mailbox,
-        subject=incoming.subject or case_row.title,
-        body_text=body,
-        recipients=[sender],
-        automatic_to=sender,
-        message_id=new_message_id(case_row.number, message_domain),
-        in_reply_to=parent,
-        references=references,
-        automatic=True,
-        actor=str(ACTOR),
-        delivery_state=DeliveryState.PENDING.value,
-        next_attempt_at=now,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(activity)
-    repo.audit(session, case_row.id, at=now, actor=ACTOR, action="acknowledgement",
-               detail={"activity": activity.id, "message_id": activity.message_id})  # fmt: skip
+    activity = await service.queue_outgoing_in(
+        session, case_row, incoming, body, ACTOR, kind=ActivityKind.EMAIL,
+        channel=ChannelKind.EMAIL.value, recipients=[sender], automatic=True,
+        automatic_to=sender, now=now,
+    )  # fmt: skip
+    detail = {"activity": activity.id, "message_id": activity.message_id}
+    service.audit_in(session, case_row, ACTOR, "acknowledgement", at=now, detail=detail)
     # debug: intake logs every message taken in, the outbox every message it sends
     log.debug("acknowledgement queued", case=case_row.number, message_id=activity.message_id)
     return activity

@@ -454,15 +454,12 @@ class SlackAgents:
 
     async def revised(self, revision: MessageRevision) -> None:
         """A customer edited or deleted a message: an internal note on its case says so."""
-        async with self.service.db.transaction() as session:
-            number = await slack_store.record_revision(
-                session,
-                revision.channel,
-                revision.ts,
-                deleted=revision.kind is EventKind.DELETED,
-                text=revision.text,
-                at=self.service.clock(),
-            )
+        number = await self.service.revise(
+            revision.channel,
+            revision.ts,
+            deleted=revision.kind is EventKind.DELETED,
+            text=revision.text,
+        )
         if number is None:
             return
         if revision.kind is EventKind.EDITED:

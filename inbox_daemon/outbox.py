@@ -1,15 +1,13 @@
 """The outbox: delivers pending outgoing activities through their channel.
 
-One pass (:meth:`Outbox.run_once`) claims the due rows (``pending`` and due, or ``sending``
-whose lease ran out because a daemon died mid-send) in a short transaction of its own, setting
-``delivery_state = sending`` and a lease (``next_attempt_at`` holds the lease's end), and commits
-before anything is sent. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``, so several daemons
-share the work without sending a message twice; SQLite transactions are serialised by
-``BEGIN IMMEDIATE``. Then each message goes to the sender of its channel and its row is marked:
-``sent``; or ``pending`` again with an exponential, jittered back-off and the error; or
-``failed`` (a permanent error, or too many attempts), with a ``delivery_failed`` audit event on
-the case in the same transaction. A resend after a crash carries the Message-ID stored on the row,
-never a new one, so the customer's mail client shows a duplicate at worst.
+One pass (:meth:`Outbox.run_once`) has the case service's :class:`DeliveryLedger` claim the due
+rows under a lease, in a short transaction that commits before anything is sent (several
+daemons share the work without sending a message twice). Then each message goes to the sender
+of its channel and the ledger marks its row: ``sent``; or ``pending`` again after an
+exponential, jittered back-off, with the error; or ``failed`` (a permanent error, or too many
+attempts), audited on the case. A resend after a crash carries the Message-ID stored on the
+row, never a new one, so the customer's mail client shows a duplicate at worst. The outbox
+decides when and how often; the ledger writes.
 """
 
 from __future__ import annotations
@@ -19,14 +17,8 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from inbox_daemon.cases.enums import DeliveryState, Direction
-from inbox_daemon.cases.model import Actor
 from inbox_daemon.channels.email.compose import reply_subject
 from inbox_daemon.errors import DeliveryError, PermanentDeliveryError
 from inbox_daemon.logging import get_logger
@@ -37,7 +29,7 @@ from inbox_daemon.messages import (
     DeliveryReceipt,
     OutboundMessage,
 )
-from inbox_daemon.store import cases as repo
+from inbox_daemon.service.delivery import Claimed, DeliveryLedger, GivenUp
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.tables import ActivityRow, AttachmentRow, CaseRow
@@ -45,9 +37,6 @@ from inbox_daemon.store.tables import ActivityRow, AttachmentRow, CaseRow
 __all__ = ["Claim", "Outbox", "OutboxPolicy", "Sender", "build_message"]
 
 log = get_logger("inbox_daemon.outbox")
-
-OUTBOX = Actor.system("outbox")
-MAX_ERROR = 2000
 
 
 class Sender(Protocol):
@@ -129,10 +118,6 @@ def build_message(
     )
 
 
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount) if isinstance(result, CursorResult) else 0
-
-
 class Outbox:
     """The delivery worker. ``senders`` maps a channel name (``email``, ``slack``) to its sender.
 
@@ -152,6 +137,8 @@ class Outbox:
         self.db = db
         self.senders = dict(senders)
         self.clock = clock
+        #: The case service's record of what is due and what became of it.
+        self.ledger = DeliveryLedger(db, clock)
         self.policy = policy or OutboxPolicy()
         self.files = files
         self.rng = rng or random.Random()
@@ -159,7 +146,7 @@ class Outbox:
         self.wakeup = asyncio.Event()
         #: Told (case number, error) after a message was given up, e.g. to tell the agents.
         self.on_failed: list[Callable[[str, str], Awaitable[None]]] = []
-        self._failed: list[tuple[str, str]] = []
+        self._failed: list[GivenUp] = []
 
     def wake(self) -> None:
         """Deliver now rather than at the next interval (wired to the service's replies)."""
@@ -184,84 +171,51 @@ class Outbox:
     async def _report_failures(self) -> None:
         """Tell the listeners about messages given up (after their transactions committed)."""
         failed, self._failed = self._failed, []
-        for number, error in failed:
+        for given_up in failed:
             for listener in self.on_failed:
                 try:
-                    await listener(number, error)
+                    await listener(given_up.case_number, given_up.error)
                 except Exception as exc:  # a listener never stops delivery
-                    log.warning("failure report not delivered", case=number, error=str(exc))
+                    log.warning("failure report not delivered", case=given_up.case_number,
+                                error=str(exc))  # fmt: skip
 
     async def claim(self) -> list[Claim]:
         """Take up to a batch of due rows in a short transaction of its own."""
         if not self.senders:
             return []
-        now = self.clock()
-        lease = now + self.policy.lease
-        stmt = (
-            select(ActivityRow, CaseRow)
-            .join(CaseRow, CaseRow.id == ActivityRow.case_id)
-            .where(
-                ActivityRow.direction == Direction.OUTGOING.value,
-                ActivityRow.channel.in_(list(self.senders)),
-                ActivityRow.delivery_state.in_(
-                    [DeliveryState.PENDING.value, DeliveryState.SENDING.value]
-                ),
-                or_(ActivityRow.next_attempt_at.is_(None), ActivityRow.next_attempt_at <= now),
-            )
-            .order_by(ActivityRow.next_attempt_at, ActivityRow.id)
-            .limit(self.policy.batch_size)
-        )
-        if self.db.is_postgres:
-            stmt = stmt.with_for_update(skip_locked=True, of=ActivityRow)
-        claims: list[Claim] = []
-        async with self.db.transaction() as session:
-            rows = (await session.execute(stmt)).all()
-            files = await self._attachments(session, [a.id for a, _ in rows])
-            for activity, case in rows:
-                if activity.delivery_state == DeliveryState.SENDING.value:
-                    log.warning("delivery lease expired, sending again", activity=activity.id,
-                                message_id=activity.message_id, case=case.number)  # fmt: skip
-                if activity.attempts >= self.policy.max_attempts:
-                    error = f"gave up after {activity.attempts} attempts: {activity.last_error}"
-                    self._fail_row(session, activity, case, error, now)
-                    continue
-                activity.delivery_state = DeliveryState.SENDING.value
-                activity.next_attempt_at = lease
-                activity.attempts += 1
-                activity.updated_at = now
-                try:
-                    message: OutboundMessage | None = build_message(
-                        activity, case, files.get(activity.id, ())
-                    )
-                    problem = None
-                except (DeliveryError, ValueError) as exc:
-                    message, problem = None, str(exc)
-                claims.append(
-                    Claim(activity.id, case.id, lease, activity.attempts, message, problem)
-                )
-        return claims
+        lease = self.clock() + self.policy.lease
+        found = await self.ledger.claim(
+            list(self.senders), lease=lease, limit=self.policy.batch_size,
+            max_attempts=self.policy.max_attempts,
+        )  # fmt: skip
+        self._failed.extend(found.given_up)
+        return [self._claim(taken) for taken in found.claimed]
 
-    async def _attachments(
-        self, session: AsyncSession, ids: Sequence[int]
-    ) -> dict[int, list[Attachment]]:
-        if not ids or self.files is None:
-            return {}
-        rows = (
-            await session.execute(select(AttachmentRow).where(AttachmentRow.activity_id.in_(ids)))
-        ).scalars()
-        found: dict[int, list[Attachment]] = {}
-        for row in rows:
-            found.setdefault(row.activity_id, []).append(
-                Attachment(
-                    filename=row.filename,
-                    content_type=row.content_type,
-                    size=row.size,
-                    path=self.files.path_for(row.sha256),
-                    content_id=row.content_id,
-                    inline=row.inline,
-                )
+    def _claim(self, taken: Claimed) -> Claim:
+        activity, case = taken.activity, taken.case
+        try:
+            message: OutboundMessage | None = build_message(
+                activity, case, self._attachments(taken.attachments)
             )
-        return found
+            problem = None
+        except (DeliveryError, ValueError) as exc:
+            message, problem = None, str(exc)
+        return Claim(activity.id, case.id, taken.lease, activity.attempts, message, problem)
+
+    def _attachments(self, rows: Sequence[AttachmentRow]) -> list[Attachment]:
+        if self.files is None:
+            return []
+        return [
+            Attachment(
+                filename=row.filename,
+                content_type=row.content_type,
+                size=row.size,
+                path=self.files.path_for(row.sha256),
+                content_id=row.content_id,
+                inline=row.inline,
+            )
+            for row in rows
+        ]
 
     async def _deliver(self, claim: Claim) -> None:
         if claim.message is None:
@@ -288,56 +242,26 @@ class Outbox:
     # --- marking -------------------------------------------------------------------------
 
     async def _mark_sent(self, claim: Claim, receipt: DeliveryReceipt) -> None:
-        values: dict[str, Any] = {
-            "delivery_state": DeliveryState.SENT.value,
-            "sent_at": receipt.sent_at,
-            "next_attempt_at": None,
-            "last_error": None,
-            "updated_at": self.clock(),
-        }
+        slack_ts = None
         if claim.message is not None and claim.message.channel is ChannelKind.SLACK:
-            values["slack_ts"] = receipt.external_id
-        async with self.db.transaction() as session:
-            # Whoever holds the lease now: the message went out, that is what the row must say.
-            result = await session.execute(
-                update(ActivityRow)
-                .where(
-                    ActivityRow.id == claim.activity_id,
-                    ActivityRow.delivery_state == DeliveryState.SENDING.value,
-                )
-                .values(**values)
-            )
-        if _rowcount(result) != 1:
+            slack_ts = receipt.external_id
+        marked = await self.ledger.mark_delivered(
+            claim.activity_id, sent_at=receipt.sent_at, slack_ts=slack_ts
+        )
+        if not marked:
             log.warning("sent, but the row changed meanwhile", activity=claim.activity_id)
         log.info("delivered", activity=claim.activity_id, attempts=claim.attempts,
                  message_id=claim.message.message_id if claim.message else None)  # fmt: skip
-
-    def _ours(self, claim: Claim) -> Any:
-        """The row, if it is still claimed by us (the lease we set is still on it)."""
-        return (
-            ActivityRow.id == claim.activity_id,
-            ActivityRow.delivery_state == DeliveryState.SENDING.value,
-            ActivityRow.next_attempt_at == claim.lease,
-        )
 
     async def _retry_or_fail(self, claim: Claim, error: str) -> None:
         if claim.attempts >= self.policy.max_attempts:
             await self._mark_failed(claim, f"gave up after {claim.attempts} attempts: {error}")
             return
-        now = self.clock()
         delay = self.policy.backoff(claim.attempts, self.rng)
-        async with self.db.transaction() as session:
-            result = await session.execute(
-                update(ActivityRow)
-                .where(*self._ours(claim))
-                .values(
-                    delivery_state=DeliveryState.PENDING.value,
-                    next_attempt_at=now + delay,
-                    last_error=error[:MAX_ERROR],
-                    updated_at=now,
-                )
-            )
-        if _rowcount(result) != 1:
+        retried = await self.ledger.retry_later(
+            claim.activity_id, claim.lease, at=self.clock() + delay, error=error
+        )
+        if not retried:
             log.warning("lease lost before the retry was recorded", activity=claim.activity_id)
             return
         log.warning("delivery failed, will retry", activity=claim.activity_id,
@@ -345,35 +269,11 @@ class Outbox:
                     error=error)  # fmt: skip
 
     async def _mark_failed(self, claim: Claim, error: str) -> None:
-        now = self.clock()
-        async with self.db.transaction() as session:
-            stmt = select(ActivityRow, CaseRow).join(CaseRow, CaseRow.id == ActivityRow.case_id)
-            row = (await session.execute(stmt.where(*self._ours(claim)))).one_or_none()
-            if row is None:
-                log.warning(
-                    "lease lost before the failure was recorded", activity=claim.activity_id
-                )
-                return
-            self._fail_row(session, row[0], row[1], error, now)
-
-    def _fail_row(
-        self, session: AsyncSession, activity: ActivityRow, case: CaseRow, error: str, now: datetime
-    ) -> None:
-        """Mark the row failed and audit it on the case, in the caller's transaction."""
-        activity.delivery_state = DeliveryState.FAILED.value
-        activity.next_attempt_at = None
-        activity.last_error = error[:MAX_ERROR]
-        activity.updated_at = now
-        repo.audit(
-            session, case.id, at=now, actor=OUTBOX, action="delivery_failed",
-            detail={"activity": activity.id, "message_id": activity.message_id,
-                    "channel": activity.channel, "attempts": activity.attempts,
-                    "error": error[:MAX_ERROR]},
-        )  # fmt: skip
-        self._failed.append((case.number, error[:MAX_ERROR]))
-        log.error("delivery failed for good", activity=activity.id, case=case.number,
-                  message_id=activity.message_id, attempts=activity.attempts,
-                  error=error)  # fmt: skip
+        given_up = await self.ledger.mark_failed(claim.activity_id, claim.lease, error)
+        if given_up is None:
+            log.warning("lease lost before the failure was recorded", activity=claim.activity_id)
+            return
+        self._failed.append(given_up)
 
     # --- the loop ------------------------------------------------------------------------
 

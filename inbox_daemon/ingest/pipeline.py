@@ -21,22 +21,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.acknowledge import AckTemplates, queue_acknowledgement
 from inbox_daemon.cases import lifecycle
-from inbox_daemon.cases.enums import (
-    ActivityKind,
-    ActivityState,
-    AutomaticMail,
-    DeliveryState,
-    Direction,
-    Status,
-)
+from inbox_daemon.cases.enums import AutomaticMail, Status
 from inbox_daemon.cases.model import Actor, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.errors import CaseRuleError, NotFoundError
@@ -47,22 +39,21 @@ from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import Attachment, ChannelKind, InboundMessage
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
 from inbox_daemon.router.loader import LoadedRules
-from inbox_daemon.service import CaseService
-from inbox_daemon.store import cases as repo
-from inbox_daemon.store import ids, intake
+from inbox_daemon.service import CaseService, StoredFile
+from inbox_daemon.store import intake
 from inbox_daemon.store.files import FileStore
-from inbox_daemon.store.tables import (
-    ActivityRow,
-    AttachmentRow,
-    CaseRow,
-    QuarantineRow,
-    ReceiptRow,
-)
+from inbox_daemon.store.tables import ActivityRow, CaseRow, QuarantineRow
 
 #: Outcomes of a message that made no activity: answered nothing and set aside, or ignored.
 SET_ASIDE = "set_aside"
 
 log = get_logger("inbox_daemon.ingest")
+
+
+class _Contents(TypedDict):
+    new_text: str
+    files: list[StoredFile]
+    note: str
 
 
 @dataclass(frozen=True)
@@ -226,10 +217,7 @@ class Ingestor:
             lookups.attachments = stored
             lookups.attach(session)
             yield session
-            if lookups.receipts:
-                # Their unique keys make a concurrent twin (another instance, the same message)
-                # fail here or at its own commit; the loser finds the message a duplicate.
-                await session.execute(insert(ReceiptRow), lookups.receipts)
+            await self.service.record_receipts_in(session, lookups.receipts)
 
     async def _ingest(self, deliveries: Sequence[Delivery]) -> list[IngestResult]:
         """One transaction: every delivery's receipt and case changes, then the checkpoint."""
@@ -418,19 +406,11 @@ class Ingestor:
         self, session: AsyncSession, msg: InboundMessage, case_row: CaseRow, actor: Actor,
         now: datetime,
     ) -> IngestResult:  # fmt: skip
-        """An agent's answer sent from their mail client: an outgoing activity on the case
-        (already delivered: the outbox never sends it), counted as the agent's reply."""
-        if not Status(case_row.status).read_only:
-            await self.service.change_in(
-                session, case_row, lifecycle.AgentReplied(), actor,
-                detail={"message_id": msg.message_id},
-            )  # fmt: skip
-        activity = await self._activity(
-            session, case_row, msg, actor, now, direction=Direction.OUTGOING
+        """An agent's answer sent from their mail client (see the service's verb)."""
+        activity = await self.service.record_answer_by_mail_in(
+            session, case_row, msg, actor, **self._contents(session, msg), now=now
         )
-        repo.audit(session, case_row.id, at=now, actor=actor, action="reply_by_mail",
-                   detail={"activity": activity.id, "message_id": msg.message_id,
-                           "sender": msg.sender.email})  # fmt: skip
+        lookups_of(session).activity_added(activity.id, activity.message_id, case_row)
         return IngestResult("recorded", case_row.number, activity.id, "answer sent by mail")
 
     async def _unfiled(
@@ -459,16 +439,10 @@ class Ingestor:
         now: datetime,
     ) -> IngestResult:
         kind = "bounce" if msg.flags.bounce else "auto-reply"
-        activity = await self._activity(session, case_row, msg, actor, now)
-        detail: dict[str, Any] = {"activity": activity.id, "message_id": msg.message_id}
-        if msg.flags.bounce:
-            ours = await intake.outgoing_by_message_ids(session, msg.thread_ids)
-            if ours is not None:
-                failed = ", ".join(msg.flags.failed_recipients) or "recipient"
-                await intake.mark_bounced(session, ours.id, f"bounced: {failed}", now)
-                detail["failed_activity"] = ours.id
-        repo.audit(session, case_row.id, at=now, actor=actor,
-                   action=kind.replace("-", "_") + "_recorded", detail=detail)  # fmt: skip
+        activity = await self.service.record_automatic_in(
+            session, case_row, msg, actor, **self._contents(session, msg), now=now
+        )
+        lookups_of(session).activity_added(activity.id, activity.message_id, case_row)
         return IngestResult("recorded", case_row.number, activity.id, kind)
 
     def _decide(self, session: AsyncSession, msg: InboundMessage, now: datetime) -> RoutingDecision:
@@ -495,25 +469,18 @@ class Ingestor:
         # The number first: a transaction then always takes the case counter's lock before a
         # team's rotation lock, and two instances' batches cannot wait for each other in a
         # circle (one holding the counter, the other a rotation).
-        number = await repo.next_case_number(session)
+        number = await self.service.next_case_number(session)
         draft = replace(self.routing.draft(msg, decision, rules, now), number=number)
         draft = await self.routing.assignee(session, draft, decision, rules, now)
         _case, row = await self.service.create_in(
             session, draft, actor, parent_id=parent.id if parent else None, tags=decision.tags
         )
         if rules is not None:
-            repo.audit(
-                session,
-                row.id,
-                at=now,
-                actor=Actor.rule(", ".join(decision.rules_fired) or "default"),
-                action="routed",
-                detail={
-                    "rules_fired": list(decision.rules_fired),
-                    "rules_version": decision.rules_version,
-                    "tags": list(decision.tags),
-                },
-            )
+            self.service.routed_in(
+                session, row, Actor.rule(", ".join(decision.rules_fired) or "default"),
+                rules_fired=decision.rules_fired, rules_version=decision.rules_version,
+                tags=decision.tags, at=now,
+            )  # fmt: skip
         await self.routing.after_routing(session, row, decision)
         lookups.case_added(row)
         return row, decision
@@ -539,7 +506,7 @@ class Ingestor:
             template=templates.for_mailbox(activity.mailbox),
             our_address=self.options.our_addresses,
             now=now,
-            message_domain=self.service.message_domain,
+            service=self.service,
             limit=self.options.auto_answers_per_hour,
             skip=decision.skip_acknowledgement,
             recent_count=lookups.automatic_count(sender),
@@ -556,70 +523,28 @@ class Ingestor:
         msg: InboundMessage,
         actor: Actor,
         now: datetime,
-        direction: Direction = Direction.INCOMING,
     ) -> ActivityRow:
-        """The activity of a message taken in; ``OUTGOING``: an answer an agent sent from
-        their mail client (already delivered)."""
-        flags = msg.flags
-        sent = direction is Direction.OUTGOING
-        activity = ActivityRow(
-            id=await ids.new_id(session, ActivityRow),  # written with the batch, at its end
-            case_id=case_row.id,
-            kind=(ActivityKind.SLACK_MESSAGE if msg.channel is ChannelKind.SLACK
-                  else ActivityKind.EMAIL).value,
-            direction=direction.value,
-            state=ActivityState.COMPLETED.value,
-            channel=msg.channel.value,
-            mailbox=msg.mailbox,
-            subject=msg.subject[:1000],
-            body_text=msg.text + _oversize_note(msg, self.options.max_attachment_bytes),
-            body_new=new_text(msg),
-            body_html=msg.html,
-            sender=msg.sender.email or msg.sender.slack_user,
-            recipients=[a.email or a.slack_user or "" for a in msg.to],
-            cc=[a.email or "" for a in msg.cc],
-            message_id=msg.message_id,
-            in_reply_to=msg.in_reply_to[0] if msg.in_reply_to else None,
-            references=list(msg.references),
-            slack_channel=msg.slack_channel,
-            slack_ts=msg.slack_ts,
-            slack_thread_ts=msg.slack_thread_ts,
-            automatic=flags.automatic,
-            flags={
-                "auto_reply": flags.auto_reply,
-                "bounce": flags.bounce,
-                "mailing_list": flags.mailing_list,
-                "failed_recipients": list(flags.failed_recipients),
-                "from_us": flags.from_us,
-                "auto_subject": flags.auto_subject,
-                **({"unparsed_headers": list(msg.unparsed_headers)} if msg.unparsed_headers
-                   else {}),
-            },
-            actor=str(actor),
-            delivery_state=DeliveryState.SENT.value if sent else None,
-            sent_at=(msg.sent_at or now) if sent else None,
-            created_at=now,
-            updated_at=now,
-        )  # fmt: skip
-        session.add(activity)
-        lookups = lookups_of(session)
-        lookups.activity_added(activity.id, activity.message_id, case_row)
-        for att in msg.attachments:
-            if not self._keeps(att):
-                continue  # _oversize_note told the agent of one too large
-            sha, size = lookups.attachments[id(att)]  # stored before the transaction
-            session.add(
-                AttachmentRow(
-                    activity_id=activity.id,
-                    sha256=sha,
-                    size=size,
-                    filename=att.filename[:255],
-                    content_type=att.content_type[:255],
-                    content_id=att.content_id,
-                    inline=att.inline,
-                )
-            )
+        """The activity of a customer's message taken in, through the case service."""
+        activity = await self.service.record_incoming_in(
+            session, case_row, msg, actor, **self._contents(session, msg), now=now
+        )
+        lookups_of(session).activity_added(activity.id, activity.message_id, case_row)
         return activity
+
+    def _contents(self, session: AsyncSession, msg: InboundMessage) -> _Contents:
+        """What the activity of ``msg`` holds besides the message: the new text, the files
+        stored before the transaction, and a note on any attachment too large to keep."""
+        stored = lookups_of(session).attachments
+        files = [
+            StoredFile(*stored[id(att)], att.filename, att.content_type, att.content_id, att.inline)
+            for att in msg.attachments
+            if self._keeps(att)  # else _oversize_note told the agent of one too large
+        ]
+        return {
+            "new_text": new_text(msg),
+            "files": files,
+            "note": _oversize_note(msg, self.options.max_attachment_bytes),
+        }
 
     def _keeps(self, att: Attachment) -> bool:
         """Whether an attachment is stored (not too large, and with its bytes at hand)."""

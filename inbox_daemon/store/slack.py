@@ -28,8 +28,8 @@ __all__ = [
     "card_case",
     "card_state",
     "cards_to_sync",
+    "incoming_by_ts",
     "message_case",
-    "record_revision",
     "save_card",
 ]
 
@@ -94,14 +94,11 @@ async def message_case(session: AsyncSession, channel: str, ts: str) -> str | No
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def record_revision(
-    session: AsyncSession, channel: str, ts: str, *, deleted: bool, text: str, at: datetime
-) -> str | None:
-    """Record a customer's edit or deletion on the activity taken in from message ``ts``.
-
-    The activity keeps every earlier text in ``flags["revisions"]``; an edit replaces its text,
-    a deletion marks it deleted. Returns the case number, or None if no activity has that ts.
-    """
+async def incoming_by_ts(
+    session: AsyncSession, channel: str, ts: str
+) -> tuple[ActivityRow, str] | None:
+    """The activity taken in from Slack message ``ts`` of ``channel`` (locked), and its case's
+    number; None if no activity has that ts."""
     stmt = (
         select(ActivityRow, CaseRow.number)
         .join(CaseRow, CaseRow.id == ActivityRow.case_id)
@@ -115,21 +112,7 @@ async def record_revision(
         .with_for_update()
     )
     found = (await session.execute(stmt)).one_or_none()
-    if found is None:
-        return None
-    activity, number = found
-    revisions = [*activity.flags.get("revisions", [])]
-    revisions.append({"at": at.isoformat(), "kind": "deleted" if deleted else "edited",
-                      "previous_text": activity.body_text})  # fmt: skip
-    flags = {**activity.flags, "revisions": revisions}
-    if deleted:
-        flags["deleted"] = True
-    else:
-        activity.body_text = text
-        activity.body_new = text
-    activity.flags = flags
-    activity.updated_at = at
-    return str(number)
+    return (found[0], str(found[1])) if found is not None else None
 
 
 async def attachment_names(session: AsyncSession, activity_id: int) -> list[str]:

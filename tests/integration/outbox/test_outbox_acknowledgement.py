@@ -28,7 +28,7 @@ async def acknowledge(
         assert incoming_row is not None
         return await queue_acknowledgement(
             session, case_row, incoming_row, template=TEMPLATE, our_address=OURS,
-            now=svc.clock(), message_domain=DOMAIN, **kw,  # type: ignore[arg-type]
+            now=svc.clock(), service=svc, **kw,  # type: ignore[arg-type]
         )  # fmt: skip
 
 

@@ -1,0 +1,48 @@
+"""The case service: the one writer of cases, activities, their files, receipts' outcomes and
+the audit trail, and the one opener of transactions for changes to them.
+
+Its verbs come in families, one module each, joined in :class:`CaseService`:
+
+- :mod:`.reading`: a case, a case with its history, a list of cases;
+- :mod:`.changes`: create a case, apply a lifecycle event (assign, pick, resolve, close …);
+- :mod:`.activities`: notes, tasks, agents' answers, automatic answers, a customer's edit;
+- :mod:`.incoming`: the activity of a message taken in, receipts (for intake's transaction);
+- :mod:`.delivery`: what the outbox may send and what became of it (:class:`DeliveryLedger`).
+
+A public verb is one transaction; a ``…_in`` verb writes inside the caller's (intake's batch).
+"""
+
+from __future__ import annotations
+
+from inbox_daemon.errors import NotFoundError
+from inbox_daemon.service.activities import ActivityVerbs
+from inbox_daemon.service.core import (
+    CaseView,
+    Clock,
+    SlaLookup,
+    Source,
+    StoredFile,
+    parse_contact,
+    utcnow,
+)
+from inbox_daemon.service.delivery import DeliveryLedger
+from inbox_daemon.service.incoming import IncomingVerbs
+from inbox_daemon.service.reading import ReadingVerbs
+
+
+class CaseService(ActivityVerbs, IncomingVerbs, ReadingVerbs):
+    """Every verb on cases and their activities (see the families above)."""
+
+
+__all__ = [
+    "CaseService",
+    "CaseView",
+    "Clock",
+    "DeliveryLedger",
+    "NotFoundError",
+    "SlaLookup",
+    "Source",
+    "StoredFile",
+    "parse_contact",
+    "utcnow",
+]

@@ -1,0 +1,275 @@
+"""The case service's verbs that create a case or change its fields and status.
+
+Each public verb is one transaction: load the case (locked), apply a lifecycle event, write the
+new snapshot, the audit events and the effects (settled activities). The ``…_in`` verbs do the
+same inside the caller's transaction (intake's batch, another verb).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.cases import lifecycle, sla
+from inbox_daemon.cases.calendar import BusinessCalendar
+from inbox_daemon.cases.enums import Origin, Priority
+from inbox_daemon.cases.model import Actor, Case, diff
+from inbox_daemon.errors import CaseRuleError
+from inbox_daemon.service.core import ServiceCore, norm_number, parse_contact
+from inbox_daemon.store import cases as repo
+from inbox_daemon.store import ids
+from inbox_daemon.store.tables import CaseRow
+
+
+class ChangeVerbs(ServiceCore):
+    # --- creating --------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        title: str,
+        contact: str,
+        actor: Actor,
+        priority: Priority = Priority.MEDIUM,
+        origin: Origin = Origin.PHONE,
+        description: str = "",
+        queue: str | None = None,
+    ) -> Case:
+        """An agent logs a case by hand (a phone call, as in the seeds' New Case form)."""
+        if not title.strip():
+            raise CaseRuleError("a case needs a title (--title)")
+        email, slack, name = parse_contact(contact)
+        if queue is not None:
+            self.directory.queue(queue)
+        async with self.db.transaction() as session:
+            case, _row = await self.create_in(
+                session,
+                Case(
+                    number="",
+                    title=title.strip(),
+                    priority=priority,
+                    origin=origin,
+                    description=description,
+                    contact_email=email,
+                    contact_slack=slack,
+                    contact_name=name,
+                    queue=queue,
+                ),
+                actor,
+            )
+            return case
+
+    async def create_in(
+        self,
+        session: AsyncSession,
+        draft: Case,
+        actor: Actor,
+        parent_id: int | None = None,
+        tags: Sequence[str] = (),
+    ) -> tuple[Case, CaseRow]:
+        """Create a case inside the caller's transaction (used by ingestion too); a draft that
+        has a number already (from :meth:`next_case_number`, earlier in the same transaction)
+        keeps it."""
+        now = self.clock()
+        number = draft.number or await repo.next_case_number(session)
+        outcome = lifecycle.new_case(replace(draft, number=number, created_at=now), now)
+        row = repo.new_row(outcome.case, parent_id)
+        row.id = await ids.new_id(session, CaseRow)  # written with the transaction's next flush
+        row.tags = sorted(set(tags))
+        session.add(row)
+        repo.audit(session, row.id, at=now, actor=actor, action="create", changes=outcome.changes)
+        return outcome.case, row
+
+    async def next_case_number(self, session: AsyncSession) -> str:
+        """Take the next case number in the caller's transaction (it locks the counter)."""
+        return await repo.next_case_number(session)
+
+    def routed_in(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        actor: Actor,
+        *,
+        rules_fired: Sequence[str],
+        rules_version: str | None,
+        tags: Sequence[str],
+        at: datetime | None = None,
+    ) -> None:
+        """Audit which rules routed a new case (its fields were set by :meth:`create_in`)."""
+        detail = {"rules_fired": list(rules_fired), "rules_version": rules_version,
+                  "tags": list(tags)}  # fmt: skip
+        self.audit_in(session, row, actor, "routed", at=at, detail=detail)
+
+    def audit_in(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        actor: Actor,
+        action: str,
+        *,
+        at: datetime | None = None,
+        detail: Mapping[str, object] | None = None,
+    ) -> None:
+        """Record an event on the case's audit trail that changed none of its fields (an
+        acknowledgement sent, a routing explained), in the caller's transaction."""
+        repo.audit(session, row.id, at=at or self.clock(), actor=actor, action=action,
+                   detail=dict(detail or {}))  # fmt: skip
+
+    # --- changing --------------------------------------------------------------------------
+
+    async def change(self, number: str, event: lifecycle.Event, actor: Actor) -> lifecycle.Outcome:
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, norm_number(number), for_update=True)
+            return await self.change_in(session, row, event, actor)
+
+    async def change_in(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        event: lifecycle.Event,
+        actor: Actor,
+        detail: dict[str, object] | None = None,
+    ) -> lifecycle.Outcome:
+        """Apply a lifecycle event to a locked case row inside the caller's transaction."""
+        now = self.clock()
+        open_ids = (
+            await repo.open_activity_ids(session, row.id)
+            if lifecycle.needs_open_activities(event)
+            else ()
+        )
+        ctx = lifecycle.Context(now=now, open_activities=open_ids)
+        case = repo.to_domain(row, await repo.parent_number(session, row))
+        outcome = await self._with_sla(session, row, case, lifecycle.apply(case, event, ctx), now)
+        repo.write_back(row, outcome.case)
+        for effect in outcome.effects:
+            if isinstance(effect, lifecycle.SettleActivities):
+                await repo.settle_activities(session, effect.activity_ids, effect.state, now)
+                repo.audit(
+                    session,
+                    row.id,
+                    at=now,
+                    actor=actor,
+                    action=f"activities_{effect.state.value}",
+                    detail={"activities": list(effect.activity_ids)},
+                )
+        if outcome.changes or event.action not in ("customer_replied", "agent_replied"):
+            repo.audit(
+                session,
+                row.id,
+                at=now,
+                actor=actor,
+                action=outcome.action,
+                changes=outcome.changes,
+                detail={k: v for k, v in (detail or {}).items() if v is not None},
+            )
+        return outcome
+
+    async def _with_sla(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        before: Case,
+        outcome: lifecycle.Outcome,
+        now: datetime,
+    ) -> lifecycle.Outcome:
+        """Keep the due dates true to the SLA: pauses stop the clock, a new priority recounts."""
+        after = outcome.case
+        found = self.sla_lookup(after.sla_policy) if after.sla_policy else None
+        if found is None:
+            return outcome
+        policy, calendar = found
+        if after.priority is not before.priority:
+            transitions = await repo.status_history(session, row.id)
+            due = sla.recalculate(
+                policy,
+                after.created_at or now,
+                after.priority,
+                calendar,
+                sla.pauses_from_history(transitions, now),
+            )
+            after = replace(
+                after, first_response_due=due.first_response_due, resolve_by_due=due.resolve_by_due
+            )
+        else:
+            for effect in outcome.effects:
+                if isinstance(effect, lifecycle.Resumed):
+                    after = replace(
+                        after,
+                        first_response_due=_extend(
+                            after.first_response_due, effect, policy, calendar
+                        ),
+                        resolve_by_due=_extend(after.resolve_by_due, effect, policy, calendar),
+                    )
+        if after == outcome.case:
+            return outcome
+        return replace(outcome, case=after, changes=diff(before, after))
+
+    async def assign(
+        self,
+        number: str,
+        actor: Actor,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        queue: str | None = None,
+    ) -> lifecycle.Outcome:
+        if user is not None:
+            self.directory.active_user(user)
+        if team is not None:
+            self.directory.team(team)
+        if queue is not None:
+            self.directory.queue(queue)
+        return await self.change(number, lifecycle.Assign(user=user, team=team, queue=queue), actor)
+
+    async def pick(self, number: str, user: str, actor: Actor | None = None) -> lifecycle.Outcome:
+        """Queue Pick: the user works the case. They must be a member of the queue's team."""
+        self.directory.active_user(user)
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, norm_number(number), for_update=True)
+            if row.queue is not None and not self.directory.may_work(user, row.queue):
+                raise CaseRuleError(
+                    f"{user} cannot pick {row.number}: not a member of queue {row.queue}'s team"
+                )
+            return await self.change_in(
+                session, row, lifecycle.Pick(user), actor or Actor.user(user)
+            )
+
+    async def resolve(
+        self, number: str, resolution: str, actor: Actor, *, cancel_open_activities: bool = False
+    ) -> lifecycle.Outcome:
+        policy: lifecycle.OpenActivityPolicy = "cancel" if cancel_open_activities else "fail"
+        return await self.change(number, lifecycle.Resolve(resolution, policy), actor)
+
+    async def close_resolved(self, actor: Actor | None = None) -> list[str]:
+        """The auto-close job: close every case resolved longer ago than the waiting period."""
+        actor = actor or Actor.system("auto-close")
+        cutoff = self.clock() - self.auto_close_after
+        async with self.db.transaction() as session:
+            numbers = await repo.resolved_before(session, cutoff)
+        closed = []
+        for number in numbers:
+            async with self.db.transaction() as session:
+                row = await repo.get_case_row(session, number, for_update=True)
+                if not lifecycle.due_for_auto_close(
+                    repo.to_domain(row), self.clock(), self.auto_close_after
+                ):
+                    continue  # changed since we looked
+                await self.change_in(session, row, lifecycle.Close(), actor)
+                closed.append(number)
+        return closed
+
+
+def _extend(
+    due: datetime | None,
+    pause: lifecycle.Resumed,
+    policy: sla.SlaPolicy,
+    calendar: BusinessCalendar,
+) -> datetime | None:
+    if due is None:
+        return None
+    return sla.extend_for_pause(
+        due, pause.paused_from, pause.resumed_at, calendar, policy.business_time
+    )
