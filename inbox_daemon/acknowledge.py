@@ -1,11 +1,12 @@
-"""The acknowledgement of a new case created from email: its templates, the decision, the queueing.
+"""The acknowledgement of a new case: its templates, the decision, the queueing.
 
 Owns the acknowledgement templates (``inbox_daemon/templates/acknowledgement.txt``, replaced for
 every mailbox by an ``acknowledgement.txt`` beside rules.yaml, or for one mailbox by
 ``acknowledgement-<mailbox>.txt``), checked when loaded; :func:`should_acknowledge`, the pure
 decision that keeps us from answering machines, mailing lists, ourselves or a sender we already
-answered too often (the loop breaker); and :func:`queue_acknowledgement`, which writes the
-automatic outgoing activity in the caller's transaction for the outbox to deliver.
+answered too often (the loop breaker); and :func:`queue_acknowledgement`, which has the case
+service queue the automatic answer in the caller's transaction for the outbox to deliver. Only
+channel kinds that acknowledge (:mod:`inbox_daemon.channels.kinds`: email) get one.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inbox_daemon.cases.enums import ActivityKind
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.channels.email.compose import clean_text
+from inbox_daemon.channels.kinds import UnknownChannelKind, kind_of
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import ChannelKind, MessageFlags
+from inbox_daemon.messages import MessageFlags, clean_text
 from inbox_daemon.service import CaseService
 from inbox_daemon.store.tables import ActivityRow, CaseRow
 
@@ -246,9 +246,13 @@ async def queue_acknowledgement(
     incoming = incoming_activity_row
     ours = {our_address} if isinstance(our_address, str) else set(our_address)
     sender = (incoming.sender or "").strip().lower()
-    if incoming.channel != ChannelKind.EMAIL.value:
-        ok, reason = False, "acknowledgements are sent for email only"
-    else:
+    try:
+        spec = kind_of(incoming.channel)
+    except UnknownChannelKind as exc:
+        spec, ok, reason = None, False, str(exc)
+    if spec is not None and not spec.acknowledges:
+        ok, reason = False, f"acknowledgements are not sent for {spec.name} messages"
+    elif spec is not None:
         count = recent_count
         if count is None:
             count = (
@@ -269,10 +273,10 @@ async def queue_acknowledgement(
         customer_name=case_row.contact_name or sender,
         mailbox=incoming.mailbox or "",
     )
+    assert spec is not None  # ok
     activity = await service.queue_outgoing_in(
-        session, case_row, incoming, body, ACTOR, kind=ActivityKind.EMAIL,
-        channel=ChannelKind.EMAIL.value, recipients=[sender], automatic=True,
-        automatic_to=sender, now=now,
+        session, case_row, incoming, body, ACTOR, kind=spec.activity_kind, channel=spec.name,
+        recipients=[sender], automatic=True, automatic_to=sender, now=now,
     )  # fmt: skip
     detail = {"activity": activity.id, "message_id": activity.message_id}
     service.audit_in(session, case_row, ACTOR, "acknowledgement", at=now, detail=detail)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,9 +24,18 @@ REPLY_PREFIXES = re.compile(
 )
 
 
+_SPACES = re.compile(r"\s+")
+
+
 def bare_subject(subject: str) -> str:
     """A subject without its reply and forward prefixes, white space folded."""
     return REPLY_PREFIXES.sub("", " ".join(subject.split()))
+
+
+def clean_text(value: str) -> str:
+    """One line of text: control characters and line or paragraph breaks become spaces."""
+    chars = (" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in value)
+    return _SPACES.sub(" ", "".join(chars)).strip()
 
 
 def new_message_id(case_number: str, domain: str) -> str:
@@ -104,7 +114,8 @@ class MessageFlags:
 class InboundMessage:
     """One message from a customer (or a machine pretending to be one)."""
 
-    channel: ChannelKind
+    #: The name of its channel kind (:mod:`inbox_daemon.channels.kinds`), e.g. ``email``.
+    channel: str
     #: The mailbox name from the config, or the Slack workspace/team id.
     mailbox: str
     #: Identifies the message at its source: ``uidvalidity:uid``, a Maildir key, a Slack ts.
@@ -152,9 +163,14 @@ class InboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """A message we send: an agent's reply, an acknowledgement, a Slack post."""
+    """A message we send: an agent's reply, an acknowledgement, a Slack post.
 
-    channel: ChannelKind
+    Channel-neutral: the channel's sender renders it (subject prefix and case token, threading
+    headers, References trimmed, Slack blocks).
+    """
+
+    #: The name of its channel kind (:mod:`inbox_daemon.channels.kinds`).
+    channel: str
     mailbox: str
     message_id: str
     to: tuple[Address, ...]

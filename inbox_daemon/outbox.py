@@ -17,32 +17,20 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from inbox_daemon.channels.email.compose import reply_subject
+from inbox_daemon.channels.base import OutboundChannel
+from inbox_daemon.channels.kinds import UnknownChannelKind, kind_of
 from inbox_daemon.errors import DeliveryError, PermanentDeliveryError
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import (
-    Address,
-    Attachment,
-    ChannelKind,
-    DeliveryReceipt,
-    OutboundMessage,
-)
+from inbox_daemon.messages import Attachment, DeliveryReceipt, OutboundMessage
 from inbox_daemon.service.delivery import Claimed, DeliveryLedger, GivenUp
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.tables import ActivityRow, AttachmentRow, CaseRow
 
-__all__ = ["Claim", "Outbox", "OutboxPolicy", "Sender", "build_message"]
+__all__ = ["Claim", "Outbox", "OutboxPolicy", "build_message"]
 
 log = get_logger("inbox_daemon.outbox")
-
-
-class Sender(Protocol):
-    """What the outbox needs of a channel: ``channels.base.OutboundChannel`` satisfies it."""
-
-    async def send(self, message: OutboundMessage) -> DeliveryReceipt: ...
 
 
 @dataclass(frozen=True)
@@ -88,24 +76,22 @@ def build_message(
     """The message an outgoing activity stands for, with the Message-ID stored on the row."""
     if not activity.message_id:
         raise PermanentDeliveryError(activity.channel or "?", f"activity {activity.id} has no id")
-    channel = ChannelKind(activity.channel or "")
-    if channel is ChannelKind.EMAIL:
-        contact = (case.contact_email or "").lower()
-        to = tuple(
-            Address(email=r, name=case.contact_name if r.lower() == contact else "")
-            for r in activity.recipients
-        )
-        subject = reply_subject(activity.subject or case.title, case.number)
-    else:
-        to = tuple(Address(slack_user=r) for r in activity.recipients)
-        subject = activity.subject
+    try:
+        spec = kind_of(activity.channel)
+    except UnknownChannelKind as exc:
+        raise PermanentDeliveryError(activity.channel or "?", str(exc)) from None
+    contact = {(case.contact_email or "").lower(), (case.contact_slack or "").lower()} - {""}
+    to = tuple(
+        spec.address(r, case.contact_name if r.lower() in contact else "")
+        for r in activity.recipients
+    )
     return OutboundMessage(
-        channel=channel,
+        channel=spec.name,
         mailbox=activity.mailbox or "",
         message_id=activity.message_id,
         to=to,
-        cc=tuple(Address(email=c) for c in activity.cc),
-        subject=subject,
+        cc=tuple(spec.address(c) for c in activity.cc),
+        subject=activity.subject or case.title,
         text=activity.body_text,
         html=activity.body_html,
         in_reply_to=activity.in_reply_to,
@@ -127,7 +113,7 @@ class Outbox:
     def __init__(
         self,
         db: Database,
-        senders: Mapping[str, Sender],
+        senders: Mapping[str, OutboundChannel],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         policy: OutboxPolicy | None = None,
@@ -222,7 +208,7 @@ class Outbox:
             await self._mark_failed(claim, claim.error or "cannot build the message")
             return
         msg = claim.message
-        sender = self.senders[msg.channel.value]
+        sender = self.senders[msg.channel]
         try:
             receipt = await asyncio.wait_for(
                 sender.send(msg), self.policy.send_timeout.total_seconds()
@@ -242,11 +228,11 @@ class Outbox:
     # --- marking -------------------------------------------------------------------------
 
     async def _mark_sent(self, claim: Claim, receipt: DeliveryReceipt) -> None:
-        slack_ts = None
-        if claim.message is not None and claim.message.channel is ChannelKind.SLACK:
-            slack_ts = receipt.external_id
+        sent_id = None
+        if claim.message is not None and kind_of(claim.message.channel).keeps_sent_id:
+            sent_id = receipt.external_id
         marked = await self.ledger.mark_delivered(
-            claim.activity_id, sent_at=receipt.sent_at, slack_ts=slack_ts
+            claim.activity_id, sent_at=receipt.sent_at, sent_id=sent_id
         )
         if not marked:
             log.warning("sent, but the row changed meanwhile", activity=claim.activity_id)

@@ -16,7 +16,7 @@ from inbox_daemon.acknowledge import AckTemplates, load_templates
 from inbox_daemon.agents import SlackAgents
 from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.sla import SlaPolicy
-from inbox_daemon.channels.base import InboundChannel, Sink
+from inbox_daemon.channels.base import InboundChannel, OutboundChannel, Sink
 from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.channels.email.maildir import MaildirChannel
 from inbox_daemon.channels.email.parse_worker import ParseWorker
@@ -28,7 +28,7 @@ from inbox_daemon.config import OutboxSettings, Settings, load_settings
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.logging import configure, get_logger
-from inbox_daemon.outbox import Outbox, OutboxPolicy, Sender
+from inbox_daemon.outbox import Outbox, OutboxPolicy
 from inbox_daemon.router.loader import LoadedRules
 from inbox_daemon.router.reload import RulesHolder
 from inbox_daemon.service import CaseService
@@ -80,9 +80,9 @@ class Runtime:
         #: Parses fetched IMAP batches beside the database work ([daemon] parse_in_worker).
         self.parse_worker = ParseWorker() if settings.daemon.parse_in_worker else None
         out = settings.outbox
-        senders: dict[str, Sender] = {}
+        senders: list[OutboundChannel] = []
         if with_channels:
-            senders["email"] = EmailSender.from_settings(settings.mailboxes, storage)
+            senders.append(EmailSender.from_settings(settings.mailboxes, storage))
         #: What every channel feeds: the intake pipeline, watched by Slack's case cards if on.
         self.sink: Sink = self.ingestor
         self.slack: SlackApp | None = None
@@ -104,10 +104,10 @@ class Runtime:
                 background=background,
                 on_revision=self.slack_agents.revised,
             )
-            senders["slack"] = SlackSender(client)
+            senders.append(SlackSender(client))
         self.outbox = Outbox(
             self.db,
-            senders,
+            {sender.name: sender for sender in senders},
             files=self.files,
             policy=_outbox_policy(out),
         )

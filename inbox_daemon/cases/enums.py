@@ -81,6 +81,8 @@ class Origin(enum.StrEnum):
 class ActivityKind(enum.StrEnum):
     EMAIL = "email"
     SLACK_MESSAGE = "slack_message"
+    #: A message through another channel kind (a web form, a chat, an API).
+    MESSAGE = "message"
     NOTE = "note"
     TASK = "task"
     PHONE_CALL = "phone_call"

@@ -31,12 +31,13 @@ from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.enums import AutomaticMail, Status
 from inbox_daemon.cases.model import Actor, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
+from inbox_daemon.channels.kinds import kind_of
 from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.ingest.lookups import BatchLookups, lookups_of
 from inbox_daemon.ingest.routing import CaseRouting, new_text
 from inbox_daemon.ingest.setaside import HELD, IGNORED, set_aside
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import Attachment, ChannelKind, InboundMessage
+from inbox_daemon.messages import Attachment, InboundMessage
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
 from inbox_daemon.router.loader import LoadedRules
 from inbox_daemon.service import CaseService, StoredFile
@@ -317,7 +318,7 @@ class Ingestor:
     ) -> IngestResult:
         """Where the message goes; ``as_case``: a person asked for a case of it (see
         :meth:`retry_quarantined`), whatever it is."""
-        actor = Actor.channel(f"{msg.channel.value}:{msg.mailbox}")
+        actor = Actor.channel(f"{msg.channel}:{msg.mailbox}")
         case_row = await self._thread(session, msg)
         automatic = msg.flags.auto_reply or msg.flags.bounce
         if not as_case and self._from_us(msg):
@@ -495,7 +496,7 @@ class Ingestor:
     ) -> bool:
         """Queue the acknowledgement of a new case from email, unless it must not be sent."""
         templates = self.options.acknowledgements
-        if templates is None or activity.channel != ChannelKind.EMAIL.value:
+        if templates is None or not kind_of(activity.channel).acknowledges:
             return False
         lookups = lookups_of(session)
         sender = activity.sender or ""

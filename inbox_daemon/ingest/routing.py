@@ -15,15 +15,14 @@ from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import (
     ActivityKind,
-    Origin,
     Priority,
     Status,
 )
 from inbox_daemon.cases.model import Actor, Case
-from inbox_daemon.channels.email.quotes import strip_quoted_reply
+from inbox_daemon.channels.kinds import kind_of
 from inbox_daemon.errors import CaseRuleError
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import ChannelKind, InboundMessage, bare_subject
+from inbox_daemon.messages import InboundMessage, bare_subject
 from inbox_daemon.router.assign import pick_assignee
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, explain
 from inbox_daemon.router.loader import LoadedRules
@@ -73,7 +72,7 @@ class CaseRouting:
         return Case(
             number="",
             title=title,
-            origin=Origin.SLACK if msg.channel is ChannelKind.SLACK else Origin.EMAIL,
+            origin=kind_of(msg.channel).origin,
             priority=priority,
             description=text[:MAX_DESCRIPTION],
             contact_email=(contact.email or "").lower() or None,
@@ -178,12 +177,9 @@ class CaseRouting:
 
 
 def new_text(msg: InboundMessage) -> str:
-    """The text the customer just wrote: email replies lose their quoted history."""
-    if msg.new_text is not None:
-        return msg.new_text
-    if msg.channel is ChannelKind.EMAIL:
-        return strip_quoted_reply(msg.text)
-    return msg.text
+    """The text the customer just wrote: what the channel separated from the quoted history
+    below a reply (the email parser does), or all of it."""
+    return msg.new_text if msg.new_text is not None else msg.text
 
 
 def _first_line(text: str) -> str:

@@ -175,7 +175,7 @@ class ChannelIs(_InSet):
     label = "channel"
 
     def value(self, view: MessageView) -> str | None:
-        return view.message.channel.value
+        return str(view.message.channel)
 
 
 class MailboxIs(_InSet):

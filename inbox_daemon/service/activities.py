@@ -21,9 +21,9 @@ from inbox_daemon.cases.enums import (
     ActivityState,
     DeliveryState,
     Direction,
-    Origin,
 )
 from inbox_daemon.cases.model import Actor
+from inbox_daemon.channels.kinds import ChannelKindSpec, UnknownChannelKind, kind_of, kinds
 from inbox_daemon.errors import CaseRuleError
 from inbox_daemon.service.changes import ChangeVerbs
 from inbox_daemon.service.core import Source, StoredFile, norm_number
@@ -162,7 +162,7 @@ class ActivityVerbs(ChangeVerbs):
         await self.change_in(session, row, lifecycle.AgentReplied(), actor)
         activity = await self.outgoing_in(session, row, text, actor)
         detail: dict[str, object] = {"activity": activity.id, "message_id": activity.message_id}
-        if files and activity.kind == ActivityKind.EMAIL.value:
+        if files and kind_of(activity.channel).carries_files:
             add_files(session, activity.id, files)
             detail["files"] = [f.filename for f in files]
         repo.audit(
@@ -179,21 +179,20 @@ class ActivityVerbs(ChangeVerbs):
         *,
         automatic: bool = False,
     ) -> ActivityRow:
-        """Queue an outgoing message to the case's customer through the channel it came from."""
+        """Queue an outgoing message to the case's customer through the channel of their last
+        message (or the case's origin, or the first kind the case has a contact for)."""
         last_in = await repo.last_incoming(session, row.id)
-        if row.origin == Origin.SLACK.value or (row.contact_email is None and row.contact_slack):
-            if last_in is None or last_in.slack_channel is None:
-                raise CaseRuleError(f"case {row.number} has no Slack conversation to answer in")
-            kind, channel = ActivityKind.SLACK_MESSAGE, "slack"
-            recipients = [row.contact_slack or ""]
-        elif row.contact_email:
-            kind, channel = ActivityKind.EMAIL, "email"
-            recipients = [row.contact_email]
-        else:
+        spec = _answering_kind(row, last_in)
+        if spec.needs_conversation and (last_in is None or last_in.slack_channel is None):
+            raise CaseRuleError(
+                f"case {row.number} has no {spec.name.capitalize()} conversation to answer in"
+            )
+        recipient = _contact(row, spec)
+        if not recipient:
             raise CaseRuleError(f"case {row.number} has no customer address to reply to")
         activity = await self.queue_outgoing_in(
-            session, row, last_in, text, actor, kind=kind, channel=channel,
-            recipients=recipients, automatic=automatic,
+            session, row, last_in, text, actor, kind=spec.activity_kind, channel=spec.name,
+            recipients=[recipient], automatic=automatic,
         )  # fmt: skip
         await session.flush()
         return activity
@@ -281,6 +280,22 @@ class ActivityVerbs(ChangeVerbs):
             activity.flags = flags
             activity.updated_at = at
             return number
+
+
+def _answering_kind(row: CaseRow, last_in: ActivityRow | None) -> ChannelKindSpec:
+    for name in (last_in.channel if last_in is not None else None, row.origin):
+        try:
+            return kind_of(name)
+        except UnknownChannelKind:
+            continue
+    for spec in kinds():  # a case logged by hand: the first way the customer can be reached
+        if _contact(row, spec):
+            return spec
+    raise CaseRuleError(f"case {row.number} has no customer address to reply to")
+
+
+def _contact(row: CaseRow, spec: ChannelKindSpec) -> str | None:
+    return row.contact_slack if spec.contact == "slack" else row.contact_email
 
 
 def add_files(session: AsyncSession, activity_id: int, files: Sequence[StoredFile]) -> None:

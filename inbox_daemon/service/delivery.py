@@ -115,9 +115,10 @@ class DeliveryLedger:
         return found
 
     async def mark_delivered(
-        self, activity_id: int, *, sent_at: datetime, slack_ts: str | None = None
+        self, activity_id: int, *, sent_at: datetime, sent_id: str | None = None
     ) -> bool:
-        """The message went out: whoever holds the lease now, that is what the row must say."""
+        """The message went out: whoever holds the lease now, that is what the row must say.
+        ``sent_id``: the channel's id for it, kept where replies in its thread name it."""
         values: dict[str, Any] = {
             "delivery_state": DeliveryState.SENT.value,
             "sent_at": sent_at,
@@ -125,8 +126,8 @@ class DeliveryLedger:
             "last_error": None,
             "updated_at": self.clock(),
         }
-        if slack_ts is not None:
-            values["slack_ts"] = slack_ts
+        if sent_id is not None:
+            values["slack_ts"] = sent_id
         async with self.db.transaction() as session:
             result = await session.execute(
                 update(ActivityRow)

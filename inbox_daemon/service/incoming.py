@@ -17,14 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.enums import (
-    ActivityKind,
     ActivityState,
     DeliveryState,
     Direction,
     Status,
 )
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.messages import ChannelKind, InboundMessage
+from inbox_daemon.channels.kinds import kind_of
+from inbox_daemon.messages import InboundMessage
 from inbox_daemon.service.activities import add_files
 from inbox_daemon.service.changes import ChangeVerbs
 from inbox_daemon.service.core import StoredFile
@@ -56,11 +56,10 @@ class IncomingVerbs(ChangeVerbs):
         activity = ActivityRow(
             id=await ids.new_id(session, ActivityRow),  # written with the batch, at its end
             case_id=case_row.id,
-            kind=(ActivityKind.SLACK_MESSAGE if msg.channel is ChannelKind.SLACK
-                  else ActivityKind.EMAIL).value,
+            kind=kind_of(msg.channel).activity_kind.value,
             direction=direction.value,
             state=ActivityState.COMPLETED.value,
-            channel=msg.channel.value,
+            channel=msg.channel,
             mailbox=msg.mailbox,
             subject=msg.subject[:1000],
             body_text=msg.text + note,

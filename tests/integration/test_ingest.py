@@ -22,6 +22,7 @@ from inbox_daemon.cases.lifecycle import Close, Edit, SetStatus
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.cases.sla import SlaPolicy
 from inbox_daemon.channels.base import Delivery
+from inbox_daemon.channels.email.quotes import strip_quoted_reply
 from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.messages import (
     Address,
@@ -101,6 +102,7 @@ def mail(
         sender=Address(sender, "Ann"),
         subject=subject,
         text=text,
+        new_text=strip_quoted_reply(text),  # as the email channel separates it
         message_id=mid,
         in_reply_to=in_reply_to,
         references=in_reply_to,

@@ -9,11 +9,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from inbox_daemon.cases.enums import DeliveryState, Direction
-from inbox_daemon.channels.base import Delivery, IngestResult
+from inbox_daemon.channels.base import Delivery, IngestResult, OutboundChannel
 from inbox_daemon.daemon import Daemon
 from inbox_daemon.messages import DeliveryReceipt, OutboundMessage
 from inbox_daemon.notify import Notifier
-from inbox_daemon.outbox import Sender
 from inbox_daemon.runtime import Runtime
 from inbox_daemon.store.migrate import upgrade
 from inbox_daemon.store.tables import ActivityRow, CaseRow
@@ -79,7 +78,7 @@ async def test_a_stuck_message_is_cancelled_after_drain_seconds(tmp_path: Path) 
 async def test_the_outbox_pass_under_way_is_finished(tmp_path: Path) -> None:
     maildir = tmp_path / "maildir"
     runtime = Runtime(make_settings(tmp_path, maildir, daemon={"drain_seconds": 10}))
-    real: Sender = runtime.outbox.senders["email"]
+    real: OutboundChannel = runtime.outbox.senders["email"]
     sending = asyncio.Event()
 
     class Slow:

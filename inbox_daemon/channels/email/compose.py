@@ -14,7 +14,6 @@ malformed In-Reply-To or References id is dropped.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email import headerregistry, policy
@@ -24,7 +23,13 @@ from email.policy import Policy
 from email.utils import format_datetime
 
 from inbox_daemon.errors import PermanentDeliveryError
-from inbox_daemon.messages import REPLY_PREFIXES, Address, Attachment, OutboundMessage
+from inbox_daemon.messages import (
+    REPLY_PREFIXES,
+    Address,
+    Attachment,
+    OutboundMessage,
+    clean_text,
+)
 
 __all__ = [
     "MAIL_POLICY",
@@ -82,12 +87,6 @@ MAIL_POLICY = policy.SMTP.clone(cte_type="7bit", header_factory=_REGISTRY)
 
 def _refuse(what: str) -> PermanentDeliveryError:
     return PermanentDeliveryError(CHANNEL, what)
-
-
-def clean_text(value: str) -> str:
-    """One line of text: control characters and line or paragraph breaks become spaces."""
-    chars = (" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in value)
-    return _SPACES.sub(" ", "".join(chars)).strip()
 
 
 def _addr_spec(value: str | None, what: str) -> str:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from inbox_daemon.channels.email.compose import compose
 from inbox_daemon.errors import PermanentDeliveryError
 from inbox_daemon.messages import Address, ChannelKind
 from inbox_daemon.outbox import OutboxPolicy, build_message
@@ -59,9 +60,12 @@ def rows(**kw: object) -> tuple[ActivityRow, CaseRow]:
 
 def test_email_message_from_rows() -> None:
     msg = build_message(*rows())
-    assert msg.channel is ChannelKind.EMAIL
+    assert msg.channel == ChannelKind.EMAIL
     assert msg.message_id == "<abc.cas-000007@support.example.com>"
-    assert msg.subject == "Re: Printer [CAS-000007]"
+    assert msg.subject == "RE: Printer"  # neutral: the email channel renders it
+    assert compose(msg, from_address="support@example.com")["Subject"] == (
+        "Re: Printer [CAS-000007]"
+    )
     assert msg.to == (Address("ann@example.com", "Ann Example"), Address("bob@example.com"))
     assert msg.cc == (Address("carl@example.com"),)
     assert (msg.in_reply_to, msg.references) == ("<c@x>", ("<r@x>", "<c@x>"))
@@ -70,7 +74,10 @@ def test_email_message_from_rows() -> None:
 
 def test_subject_falls_back_to_the_case_title() -> None:
     msg = build_message(*rows(subject="", mailbox=None))
-    assert msg.subject == "Re: Printer on fire [CAS-000007]"
+    assert msg.subject == "Printer on fire"
+    assert compose(msg, from_address="support@example.com")["Subject"] == (
+        "Re: Printer on fire [CAS-000007]"
+    )
     assert msg.mailbox == ""
 
 
@@ -79,9 +86,14 @@ def test_slack_message_from_rows() -> None:
         *rows(channel="slack", recipients=["UANN"], cc=[], slack_channel="C1",
               slack_thread_ts="1700000000.000100")
     )  # fmt: skip
-    assert msg.channel is ChannelKind.SLACK
+    assert msg.channel == ChannelKind.SLACK
     assert msg.to == (Address(slack_user="UANN"),)
     assert (msg.slack_channel, msg.slack_thread_ts) == ("C1", "1700000000.000100")
+
+
+def test_a_row_of_an_unknown_channel_kind_is_refused_for_good() -> None:
+    with pytest.raises(PermanentDeliveryError, match="unknown channel kind 'fax'"):
+        build_message(*rows(channel="fax"))
 
 
 def test_a_row_without_message_id_is_never_given_a_new_one() -> None:
