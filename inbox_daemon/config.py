@@ -323,25 +323,3 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
         return Settings(**data, source=path)
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, exc)) from None
-
-
-def read_secret(*, env: str | None = None, file: str | None = None, what: str = "secret") -> str:
-    """A secret from an environment variable or a file (``credential:NAME`` for systemd)."""
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise ConfigError(f"{what}: environment variable {env} is not set")
-        return value
-    if file:
-        if file.startswith("credential:"):
-            creds = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not creds:
-                raise ConfigError(f"{what}: {file} needs systemd's $CREDENTIALS_DIRECTORY")
-            path = Path(creds) / file.removeprefix("credential:")
-        else:
-            path = Path(file)
-        try:
-            return path.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
-    raise ConfigError(f"{what}: give *_env or *_file")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inbox_daemon.config import load_settings, read_secret
+from inbox_daemon.config import load_settings
+from inbox_daemon.credentials import read_secret
 from inbox_daemon.errors import ConfigError
 
 

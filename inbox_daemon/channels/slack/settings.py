@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from inbox_daemon.credentials import read_secret
+
 __all__ = ["SlackSecrets", "SlackSettings"]
 
 _CHANNEL_ID = re.compile(r"^[A-Z0-9]{2,32}$")
@@ -89,9 +91,6 @@ class SlackSettings(BaseModel):
 
     def secrets(self) -> SlackSecrets:
         """Read the secrets this mode needs (ConfigError names the one missing)."""
-        # Imported here: config.py imports this module for its ``slack`` field.
-        from inbox_daemon.config import read_secret
-
         bot = read_secret(
             env=self.bot_token_env, file=self.bot_token_file, what="[slack] bot token"
         )
