@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.channels.slack.settings import SlackSettings
 from inbox_daemon.errors import ConfigError
 
@@ -75,79 +76,6 @@ class CasesSettings(_Section):
         if not value or any(c in value for c in "<>@ \r\n"):
             raise ValueError("must be a bare domain like support.example.com")
         return value
-
-
-TlsMode = Literal["none", "starttls", "ssl"]
-
-
-class SmtpSettings(_Section):
-    """How a mailbox sends mail. Without it, outgoing mail is written to a local folder."""
-
-    host: str
-    port: int | None = None
-    tls: TlsMode = "starttls"
-    verify: bool = True
-    ca_file: Path | None = None
-    username: str = ""
-    password_env: str | None = None
-    password_file: str | None = None
-    from_name: str = ""
-    reply_to: str | None = None
-
-
-class OAuth2Settings(_Section):
-    """XOAUTH2 with a refresh-token flow (Microsoft 365, Gmail)."""
-
-    token_endpoint: str
-    client_id: str
-    client_secret_env: str | None = None
-    client_secret_file: str | None = None
-    refresh_token_env: str | None = None
-    refresh_token_file: str | None = None
-    scope: str = ""
-    #: When the refresh token expires, if the provider says (warn well before).
-    refresh_token_expires: str | None = None
-
-
-class MailboxSettings(_Section):
-    """A support mailbox: ``[[mailbox]]`` in the file."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    #: Our address: replies go out from it, mail from it is never a customer's.
-    address: str
-    kind: Literal["imap", "maildir"] = "imap"
-    host: str = ""
-    port: int | None = None
-    tls: TlsMode = "ssl"
-    verify: bool = True
-    ca_file: Path | None = None
-    username: str = ""
-    password_env: str | None = None
-    password_file: str | None = None
-    oauth2: OAuth2Settings | None = None
-    folder: str = "INBOX"
-    processed_folder: str = ""
-    #: IMAP only: keep a copy of every mail we send in this folder (e.g. "Sent").
-    sent_folder: str = ""
-    poll_interval: float = Field(default=60, gt=0)
-    idle: bool = True
-    #: Messages taken in (committed and acknowledged) together, at most.
-    batch_messages: int = Field(default=100, ge=1, le=500)
-    path: Path | None = None
-    #: Extra addresses of ours (aliases) whose mail is never a customer's.
-    aliases: list[str] = Field(default_factory=list)
-    smtp: SmtpSettings | None = None
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if "@" not in value or any(c in value for c in "<> \r\n"):
-            raise ValueError("must be a bare address like support@example.com")
-        return value.lower()
-
-    @property
-    def our_addresses(self) -> frozenset[str]:
-        return frozenset({self.address, *(a.lower() for a in self.aliases)})
 
 
 class OutboxSettings(_Section):

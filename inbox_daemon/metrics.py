@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inbox_daemon.cases.enums import PAUSED, DeliveryState, Direction, Status
 from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult, Sink, take_batch
 from inbox_daemon.channels.email.imap_auth import days_until, parse_expiry
-from inbox_daemon.config import MailboxSettings
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
 

@@ -16,7 +16,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from inbox_daemon.config import MailboxSettings, Settings
+from inbox_daemon.channels.email.settings import MailboxSettings
+from inbox_daemon.config import Settings
 from inbox_daemon.daemon import Daemon
 from inbox_daemon.metrics import Metrics
 from inbox_daemon.notify import Notifier

@@ -38,8 +38,8 @@ from inbox_daemon.channels.email.imap_auth import (
 from inbox_daemon.channels.email.imap_session import ImapSession
 from inbox_daemon.channels.email.imap_wire import FetchedMessage, uid_set
 from inbox_daemon.channels.email.parse_worker import ParseWorker, RawMail
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.channels.email.spool import SPOOL_MAIL, spool_directory
-from inbox_daemon.config import MailboxSettings
 from inbox_daemon.credentials import read_secret
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, ConfigError
 from inbox_daemon.logging import get_logger

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from inbox_daemon.config import OAuth2Settings
+from inbox_daemon.channels.email.settings import OAuth2Settings
 from inbox_daemon.credentials import read_secret
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, ConfigError
 from inbox_daemon.logging import get_logger

@@ -38,8 +38,8 @@ from inbox_daemon.channels.email.delivery import (
     parse_lazily,
 )
 from inbox_daemon.channels.email.parse_worker import ParseWorker, RawMail
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.channels.email.spool import SPOOL_MAIL, should_spool, spool_directory
-from inbox_daemon.config import MailboxSettings
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
 

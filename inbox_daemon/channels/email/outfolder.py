@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from inbox_daemon.channels.email.compose import compose, to_bytes
-from inbox_daemon.config import MailboxSettings
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.errors import PermanentDeliveryError, TransientDeliveryError
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import DeliveryReceipt, OutboundMessage

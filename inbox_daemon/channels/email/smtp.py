@@ -25,7 +25,7 @@ import aiosmtplib
 from inbox_daemon.channels.email.compose import compose, to_bytes
 from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.channels.email.outfolder import OutFolder
-from inbox_daemon.config import MailboxSettings, SmtpSettings
+from inbox_daemon.channels.email.settings import MailboxSettings, SmtpSettings
 from inbox_daemon.credentials import read_secret
 from inbox_daemon.errors import (
     DeliveryError,

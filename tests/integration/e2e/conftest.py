@@ -20,8 +20,8 @@ from servers.dovecot import MailAccount, dovecot, dovecot_server  # noqa: E402
 from servers.smtp import SmtpSink, smtp_cert, smtp_sink, smtp_sink_factory  # noqa: E402
 
 from inbox_daemon.acknowledge import load_templates  # noqa: E402
+from inbox_daemon.channels.email.settings import MailboxSettings, SmtpSettings  # noqa: E402
 from inbox_daemon.channels.email.smtp import EmailSender  # noqa: E402
-from inbox_daemon.config import MailboxSettings, SmtpSettings  # noqa: E402
 from inbox_daemon.ingest import Ingestor, IntakeOptions  # noqa: E402
 from inbox_daemon.outbox import Outbox  # noqa: E402
 from inbox_daemon.router.loader import LoadedRules, load_rules_text  # noqa: E402

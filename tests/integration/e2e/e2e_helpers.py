@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.channels.email.imap import Backoff, ImapChannel
-from inbox_daemon.config import MailboxSettings
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.ingest import Ingestor
 from inbox_daemon.outbox import Outbox
 from inbox_daemon.service import CaseService

@@ -32,7 +32,7 @@ from inbox_daemon.channels.email.imap_wire import (
     uid_set,
 )
 from inbox_daemon.channels.email.parse_worker import ParseWorker
-from inbox_daemon.config import MailboxSettings
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, RejectedMessage
 from inbox_daemon.messages import InboundMessage
 

@@ -17,7 +17,7 @@ from servers.dovecot import MailAccount
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.channels.email.imap import ImapChannel
 from inbox_daemon.channels.email.imap_session import ImapSession
-from inbox_daemon.config import MailboxSettings
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.errors import ChannelUnavailable
 
 MiB = 1024 * 1024

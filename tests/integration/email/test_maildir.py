@@ -23,7 +23,7 @@ from sqlalchemy import select
 from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult
 from inbox_daemon.channels.email.maildir import MaildirChannel, seen_name, unique_name
 from inbox_daemon.channels.email.parse_worker import ParseWorker
-from inbox_daemon.config import MailboxSettings
+from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.errors import RejectedMessage
 from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.messages import InboundMessage

@@ -10,8 +10,8 @@ import pytest
 from servers.dovecot import MailAccount
 from servers.smtp import SmtpSink, smtp_sink, smtp_sink_factory
 
+from inbox_daemon.channels.email.settings import MailboxSettings, SmtpSettings
 from inbox_daemon.channels.email.smtp import EmailSender
-from inbox_daemon.config import MailboxSettings, SmtpSettings
 from inbox_daemon.messages import Address, ChannelKind, OutboundMessage
 
 __all__ = ["smtp_sink", "smtp_sink_factory"]

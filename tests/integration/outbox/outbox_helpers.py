@@ -12,7 +12,7 @@ from sqlalchemy import select
 from inbox_daemon.cases.directory import Directory, User
 from inbox_daemon.cases.enums import ActivityKind, ActivityState, Direction, Origin
 from inbox_daemon.cases.model import Actor, Case
-from inbox_daemon.config import MailboxSettings, SmtpSettings
+from inbox_daemon.channels.email.settings import MailboxSettings, SmtpSettings
 from inbox_daemon.service import CaseService
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow

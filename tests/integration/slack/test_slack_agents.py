@@ -25,8 +25,8 @@ from sqlalchemy import select
 
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.channels.base import Delivery
+from inbox_daemon.channels.email.settings import MailboxSettings, SmtpSettings
 from inbox_daemon.channels.email.smtp import EmailSender, SmtpSender
-from inbox_daemon.config import MailboxSettings, SmtpSettings
 from inbox_daemon.messages import Address, ChannelKind, InboundMessage
 from inbox_daemon.outbox import Outbox
 from inbox_daemon.store.files import FileStore
