@@ -31,6 +31,7 @@ from inbox_daemon.channels.base import (
     take_batch,
 )
 from inbox_daemon.channels.email.imap import ImapChannel
+from inbox_daemon.channels.email.imap_auth import refresh_token_days_left_for
 from inbox_daemon.errors import ChannelAuthError, ConfigError
 from inbox_daemon.gc_tuning import tune_gc
 from inbox_daemon.health import ChannelStatus, OpsServer, health_report
@@ -238,7 +239,11 @@ class Daemon:
                 watched = self._watch(channel.name, channel, mailbox=boxes.get(channel.name))
                 if isinstance(channel, ImapChannel):
                     channel.on_poll.append(self.metrics.poller(boxes.get(channel.name, "")))
-                    self.metrics.watch_refresh_token(channel.settings)
+                    days_left = refresh_token_days_left_for(
+                        channel.settings, now=self.metrics.clock
+                    )
+                    if days_left is not None:
+                        self.metrics.watch_refresh_token(channel.settings.name, days_left)
                 name = f"channel:{channel.name}"
                 if self.runtime.db.is_postgres:
                     watched.lease = "standby"

@@ -9,7 +9,8 @@ cases past their SLA due dates. ``refresh`` runs periodically and before every s
 counts starts at the daemon's start (the database's history is not replayed). On PostgreSQL
 with several daemons, those database-derived figures cover every instance.
 :meth:`Metrics.watch_refresh_token` adds an IMAP mailbox's XOAUTH2 refresh token, whose days
-left (``refresh_token_expires``) are computed at each scrape.
+left (``refresh_token_expires``) are computed at each scrape. Mailboxes and channels are known
+here by name only: this module imports neither the channels nor the configuration.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases.enums import PAUSED, DeliveryState, Direction, Status
-from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult, Sink, take_batch
-from inbox_daemon.channels.email.imap_auth import days_until, parse_expiry
-from inbox_daemon.channels.email.settings import MailboxSettings
+from inbox_daemon.sinks import BatchingSink, Delivery, IngestResult, Sink, take_batch
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
 
@@ -161,17 +160,14 @@ class Metrics:
         histogram = self.poll_latency.labels(mailbox=mailbox)
         return histogram.observe
 
-    def watch_refresh_token(self, mailbox: MailboxSettings) -> None:
-        """Expose the days left of an IMAP mailbox's OAuth2 refresh token at every scrape.
+    def watch_refresh_token(self, mailbox: str, days_left: Callable[[], float | None]) -> None:
+        """Expose the days left of ``mailbox``'s OAuth2 refresh token at every scrape.
 
-        Only a mailbox with ``oauth2.refresh_token_expires`` configured gets a sample; the value
-        is the one :attr:`OAuth2TokenProvider.refresh_token_days_left` warns about.
+        ``days_left`` is called at each scrape (None: no sample), e.g. the function
+        :func:`~inbox_daemon.channels.email.imap_auth.refresh_token_days_left_for` builds from
+        the mailbox's ``oauth2.refresh_token_expires``.
         """
-        oauth2 = mailbox.oauth2
-        if mailbox.kind != "imap" or oauth2 is None or not oauth2.refresh_token_expires:
-            return
-        expires = parse_expiry(oauth2.refresh_token_expires)
-        self._refresh_tokens.sources[mailbox.name] = lambda: days_until(expires, self.clock())
+        self._refresh_tokens.sources[mailbox] = days_left
 
     async def delivery_failed(self, _case_number: str, _error: str) -> None:
         """An outbox ``on_failed`` listener."""

@@ -16,6 +16,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from inbox_daemon.channels.email.imap_auth import refresh_token_days_left_for
 from inbox_daemon.channels.email.settings import MailboxSettings
 from inbox_daemon.config import Settings
 from inbox_daemon.daemon import Daemon
@@ -227,7 +228,10 @@ async def test_refresh_token_days_left_is_computed_at_each_scrape(tmp_path: Path
          "path": str(tmp_path / "maildir")},
     ]  # fmt: skip
     for box in boxes:
-        metrics.watch_refresh_token(MailboxSettings.model_validate(box))
+        settings = MailboxSettings.model_validate(box)
+        days_left = refresh_token_days_left_for(settings, now=metrics.clock)
+        if days_left is not None:
+            metrics.watch_refresh_token(settings.name, days_left)
 
     got = samples(metrics.exposition().decode())
     assert got[(DAYS_LEFT, (("mailbox", "support"),))] == 10.0

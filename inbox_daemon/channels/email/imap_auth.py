@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from inbox_daemon.channels.email.settings import OAuth2Settings
+from inbox_daemon.channels.email.settings import MailboxSettings, OAuth2Settings
 from inbox_daemon.credentials import read_secret
 from inbox_daemon.errors import ChannelAuthError, ChannelUnavailable, ConfigError
 from inbox_daemon.logging import get_logger
@@ -64,6 +64,22 @@ def days_until(expires: datetime | None, now: datetime) -> float | None:
     if expires is None:
         return None
     return (expires - now).total_seconds() / 86400
+
+
+def refresh_token_days_left_for(
+    settings: MailboxSettings, *, now: Callable[[], datetime]
+) -> Callable[[], float | None] | None:
+    """The days left of a mailbox's OAuth2 refresh token, as a function read at each call.
+
+    None when they are unknown: not an IMAP mailbox, no ``oauth2`` or no
+    ``oauth2.refresh_token_expires``. The value is the one
+    :attr:`OAuth2TokenProvider.refresh_token_days_left` warns about (for the metrics).
+    """
+    oauth2 = settings.oauth2
+    if settings.kind != "imap" or oauth2 is None or not oauth2.refresh_token_expires:
+        return None
+    expires = parse_expiry(oauth2.refresh_token_expires)
+    return lambda: days_until(expires, now())
 
 
 class OAuth2TokenProvider:
