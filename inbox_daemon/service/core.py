@@ -7,11 +7,12 @@ message domain; the verb families (:mod:`.reading`, :mod:`.changes`, :mod:`.acti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parseaddr
-from typing import TYPE_CHECKING
+from email.headerregistry import AddressHeader, HeaderRegistry
+from typing import TYPE_CHECKING, cast
 
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.directory import Directory
@@ -61,19 +62,46 @@ class CaseView:
     audit: list[AuditRow]
 
 
+_HEADERS = HeaderRegistry()
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
 def parse_contact(contact: str) -> tuple[str | None, str | None, str]:
-    """``Ann <ann@example.com>``, ``ann@example.com`` or a Slack user id -> (email, slack, name)."""
+    """``Ann <ann@example.com>``, ``ann@example.com`` or a Slack user id -> (email, slack, name).
+
+    Strict (the ``email.headerregistry`` parser, no defects allowed): one address, not a
+    group, its domain a dotted name, and with angle brackets the bracketed address is the one
+    taken — ``Eve Bcc: evil@x.example <eve@example.com>`` is refused, not read as a group
+    naming ``evil@x.example``. A display name keeps its comment (``Ann (Sales)``).
+    """
     text = contact.strip()
     if not text:
         raise CaseRuleError("a case needs a customer contact (an email address or a Slack user)")
-    name, address = parseaddr(text)
-    if "@" in address and "." in address.rsplit("@", 1)[1]:
-        return address.lower(), None, name
-    if text.startswith(("U", "W")) and text.isalnum() and text.isupper():
+    if _SLACK_USER.match(text):
         return None, text, ""
-    raise CaseRuleError(
-        f"contact {contact!r} is neither an email address nor a Slack user id (like U0123ABCD)"
+    refused = CaseRuleError(
+        f"contact {contact!r} is not one email address or Slack user id: write it as "
+        "'Name <ann@example.com>', 'ann@example.com' or a Slack user id like U0123ABCD"
     )
+    if "@" not in text or any(c in text for c in "\r\n"):
+        raise refused
+    parsed = _HEADERS("to", text)
+    header = cast(AddressHeader, parsed)
+    if parsed.defects or len(header.addresses) != 1 or header.groups[0].display_name:
+        raise refused
+    address = header.addresses[0]
+    local, _, domain = address.addr_spec.rpartition("@")
+    if not local or local.startswith('"') or "." not in domain.strip("."):
+        raise refused
+    name = address.display_name
+    if "<" in text:
+        bracketed = text[text.rindex("<") + 1 :].partition(">")[0].strip()
+        if bracketed.lower() != address.addr_spec.lower():
+            raise refused
+        before = text[: text.rindex("<")].strip()
+        if before and not before.startswith('"'):
+            name = before  # as written, with its comment
+    return address.addr_spec.lower(), None, name
 
 
 def norm_number(number: str) -> str:

@@ -144,6 +144,25 @@ def test_illegal_transition_is_one_line_and_changes_nothing(cli: Run, home: Path
     assert db_rows(home, f"SELECT status FROM cases WHERE number = '{number}'") == [("cancelled",)]
 
 
+def test_a_contact_that_is_not_one_address_is_refused_and_stores_nothing(
+    cli: Run, home: Path
+) -> None:
+    # parseaddr read the unquoted colon as group syntax and took evil@x.example as the contact.
+    before = db_rows(home, "SELECT count(*) FROM cases")
+    for contact in ("Eve Bcc: evil@x.example <eve@example.com>", "test test@example.com",
+                    "ann@example.com, bob@example.com"):  # fmt: skip
+        err = one_line_error(cli("cases", "new", "--title", "x", "--contact", contact, check=False))
+        assert f"contact {contact!r} is not one email address" in err
+        assert "write it as 'Name <ann@example.com>'" in err
+    assert db_rows(home, "SELECT count(*) FROM cases") == before
+    number = cli(
+        "cases", "new", "--title", "x", "--contact", "Ann (Sales) <Ann@Example.com>"
+    ).stdout.strip()  # fmt: skip
+    assert db_rows(
+        home, f"SELECT contact_email, contact_name FROM cases WHERE number = '{number}'"
+    ) == [("ann@example.com", "Ann (Sales)")]
+
+
 def test_resolve_with_open_activities_needs_the_flag(cli: Run, home: Path) -> None:
     number = cli("cases", "new", "--title", "x", "--contact", "bob@example.com").stdout.strip()
     case_id = db_rows(home, f"SELECT id FROM cases WHERE number = '{number}'")[0][0]

@@ -196,7 +196,7 @@ async def test_unknown_case_is_a_clear_error(svc: CaseService) -> None:
 
 
 async def test_bad_contact_creates_nothing(svc: CaseService, db: Database) -> None:
-    with pytest.raises(CaseRuleError, match="neither an email address nor a Slack user"):
+    with pytest.raises(CaseRuleError, match="is not one email address or Slack user id"):
         await new(svc, contact="not a contact")
     with pytest.raises(CaseRuleError, match="needs a title"):
         await new(svc, title="  ")
