@@ -69,9 +69,17 @@ class Ingestor:
         self.files = files
         self.quarantine_files = quarantine
         self.rules = rules
-        self.options = options or IntakeOptions()
         self._failures: dict[tuple[str, str, str], int] = {}
-        self.placement = Placement(service, rules, self.options, quarantine)
+        self.placement = Placement(service, rules, options or IntakeOptions(), quarantine)
+
+    @property
+    def options(self) -> IntakeOptions:
+        return self.placement.options
+
+    @options.setter
+    def options(self, options: IntakeOptions) -> None:
+        """New options (a reloaded config) hold from the next message on, placement included."""
+        self.placement.options = options
 
     async def __call__(self, delivery: Delivery) -> IngestResult:
         key = (delivery.channel, delivery.mailbox, delivery.external_id)
