@@ -2,9 +2,12 @@
 
 This module owns the rule that decoding never fails. Every function here takes bytes or a raw
 header string as the email package keeps it (ASCII with undecodable bytes smuggled in as
-surrogates) and returns clean text: mislabelled and unknown charsets fall back to UTF-8 and
-then Windows-1252/Latin-1, undecodable bytes become U+FFFD, and NUL characters (which
-PostgreSQL cannot store) and lone surrogates never come out.
+surrogates) and returns clean text. When the declared charset fails (or none is declared), the
+order is: its relatives (ISO-2022-JP with the NEC and IBM extensions Microsoft mailers write, as
+Windows reads them), UTF-8, every other charset the mail declares anywhere, a detector
+(charset-normalizer) whose answer is taken only above a confidence floor, then Windows-1252 /
+Latin-1 or replacement characters. NUL characters (which PostgreSQL cannot store) and lone
+surrogates never come out.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import binascii
 import codecs
 import functools
 import re
+import unicodedata
+from collections.abc import Sequence
 
 __all__ = [
+    "Fallback",
     "codec_for",
     "decode_bytes",
     "decode_header_value",
@@ -85,10 +91,22 @@ _ALIASES = {
 #: Codecs that real mail uses as a label for "some western 8-bit text": try UTF-8 first.
 _WEAK = frozenset({"ascii", "iso8859-1", "cp1252", "iso8859-15"})
 
+#: ISO-2022-JP read as Windows reads it (CP50220): JIS X 0208 with the NEC row 13 and the
+#: NEC-selected IBM extensions, which Python's iso2022_jp codecs refuse (see :func:`_jis_ms`).
+_JIS_MS = "iso2022_jp_ms"
+
 #: Extra codecs to try, in order, when the declared one fails on the bytes.
 _FAMILY = {
-    "iso2022_jp": ("iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_2004", "utf-8", "euc_jp", "cp932"),
-    "iso2022_jp_2": ("iso2022_jp_ext", "iso2022_jp_2004", "utf-8", "euc_jp", "cp932"),
+    "iso2022_jp": (
+        "iso2022_jp_2",
+        "iso2022_jp_ext",
+        "iso2022_jp_2004",
+        _JIS_MS,
+        "utf-8",
+        "euc_jp",
+        "cp932",
+    ),
+    "iso2022_jp_2": ("iso2022_jp_ext", "iso2022_jp_2004", _JIS_MS, "utf-8", "euc_jp", "cp932"),
     "euc_jp": ("euc_jis_2004", "utf-8", "cp932"),
     "cp932": ("shift_jis_2004", "utf-8"),
     "gb18030": ("utf-8",),
@@ -146,47 +164,104 @@ def scrub(text: str) -> str:
     return text
 
 
+#: Other charsets of the same mail: one label, or every label declared in it, in order.
+Fallback = str | Sequence[str] | None
+
+#: An ISO-2022 designation: 7-bit bytes that are not ASCII text.
+_ISO2022_ESCAPE = re.compile(rb"\x1b(?:\$[@B]|\$\([DQO]|\([BJI])")
+
+
 def _try(data: bytes, codec: str) -> str | None:
+    if codec == _JIS_MS:
+        return _jis_ms(data)
     try:
         return data.decode(codec)
     except (UnicodeError, LookupError, ValueError, TypeError):
         return None
 
 
-def decode_bytes(data: bytes, charset: str | None = None, *, fallback: str | None = None) -> str:
+def _fallbacks(fallback: Fallback) -> list[str]:
+    labels = [fallback] if isinstance(fallback, str) else list(fallback or ())
+    found: list[str] = []
+    for label in labels:
+        codec = codec_for(label)
+        if codec is not None and codec not in _WEAK and codec not in found:
+            found.append(codec)
+    return found
+
+
+def decode_bytes(data: bytes, charset: str | None = None, *, fallback: Fallback = None) -> str:
     """Decode ``data`` declared as ``charset``; never raises.
 
-    ``fallback`` is a second guess (for instance the body charset when a header has raw 8-bit
-    bytes). The order is: the declared codec (for the weak labels us-ascii/latin-1/cp1252 UTF-8
-    goes first), its relatives, UTF-8, the fallback, Windows-1252 and finally Latin-1 or the
-    declared codec with replacement characters.
+    ``fallback``: the other charsets the mail declares (for instance its parts' charsets when a
+    header has raw 8-bit bytes). The order is: the declared codec (for the weak labels
+    us-ascii/latin-1/cp1252 UTF-8 goes first), its relatives, UTF-8, the fallbacks, the
+    detector above its floor (when the declared codec failed, or none was declared), and
+    finally Windows-1252/Latin-1 or the declared codec with replacement characters. 7-bit
+    bytes with ISO-2022 escapes are never kept as ASCII.
     """
     codec = codec_for(charset)
-    is_ascii = data.isascii()
-    if is_ascii and (codec is None or not codec.startswith(_NOT_ASCII_COMPATIBLE)):
-        return scrub(data.decode("ascii"))
+    if data.isascii():
+        escaped = _ISO2022_ESCAPE.search(data) is not None
+        if escaped and (codec is None or codec in _WEAK):
+            codec = "iso2022_jp"  # undeclared (an old Japanese mailer's raw header)
+        elif not escaped and (codec is None or not codec.startswith(_NOT_ASCII_COMPATIBLE)):
+            return scrub(data.decode("ascii"))
+        if escaped:  # ASCII-compatible codecs would keep the escapes as text
+            declared = codec or "iso2022_jp"
+            for candidate in (declared, *_FAMILY.get(declared, ()), *_fallbacks(fallback)):
+                if candidate.startswith("iso2022") or candidate == _JIS_MS:
+                    text = _try(data, candidate)
+                    if text is not None:
+                        return scrub(text)
+            return scrub(_jis_ms(data, errors="replace") or data.decode("ascii"))
+    weak = codec is None or codec in _WEAK
     candidates: list[str] = []
-    if codec is None or codec in _WEAK:
+    if weak:
         candidates.append("utf-8")
-        extra = codec_for(fallback)
-        if extra is not None and extra not in _WEAK:
-            candidates.append(extra)
-        candidates.append("cp1252")
     else:
-        candidates.append(codec)
-        candidates.extend(_FAMILY.get(codec, ("utf-8",)))
+        candidates.append(codec or "utf-8")
+        candidates.extend(_FAMILY.get(codec or "", ("utf-8",)))
+    candidates.extend(c for c in _fallbacks(fallback) if c not in candidates)
     for candidate in candidates:
         text = _try(data, candidate)
         if text is not None:
             return scrub(text)
+    # A few broken bytes in text that is otherwise what it says (or UTF-8, undeclared) are
+    # replaced; the detector is asked only when the text is not that at all.
+    if codec is not None and codec not in _WEAK:
+        nearly = _nearly(data, codec)
+    else:
+        nearly = None if _mostly_not_utf8(data) else _nearly(data, "utf-8")
+    if nearly is not None:
+        return scrub(nearly)
+    # A weak label (latin-1, cp1252) did not fail: Windows-1252 reads what UTF-8 did not.
+    detected = detect(data) if codec is None or codec not in _WEAK else None
+    if detected is not None:
+        return scrub(detected)
     if codec is None or codec in _WEAK:
-        return scrub(data.decode("latin-1"))
+        text = _try(data, "cp1252")
+        return scrub(text if text is not None else data.decode("latin-1"))
     if codec == "utf-8" and _mostly_not_utf8(data):
         return scrub(data.decode("cp1252", "replace"))
     try:
         return scrub(data.decode(codec, "replace"))
     except (UnicodeError, LookupError, ValueError, TypeError):
         return scrub(data.decode("utf-8", "replace"))
+
+
+#: Replacement characters allowed per byte for a text to count as "nearly" its charset.
+_NEARLY = 1 / 100
+
+
+def _nearly(data: bytes, codec: str) -> str | None:
+    """``data`` decoded with replacement characters, if only a few bytes needed one."""
+    try:
+        text = data.decode(codec, "replace")
+    except (LookupError, ValueError, TypeError):
+        return None
+    bad = text.count("\ufffd")
+    return text if 0 < bad <= max(1, len(data) * _NEARLY) else None
 
 
 def _mostly_not_utf8(data: bytes) -> bool:
@@ -227,7 +302,7 @@ def _decode_b(payload: bytes) -> bytes | None:
         return None
 
 
-def decode_header_value(raw: str, *, fallback: str | None = None) -> str:
+def decode_header_value(raw: str, *, fallback: Fallback = None) -> str:
     """Decode one raw header value: unfold, decode encoded words and raw 8-bit bytes.
 
     Encoded words next to each other (only whitespace between) are joined, and their bytes are
@@ -244,7 +319,7 @@ def decode_header_value(raw: str, *, fallback: str | None = None) -> str:
     return text.strip()
 
 
-def _decode_words(data: bytes, fallback: str | None) -> str:
+def _decode_words(data: bytes, fallback: Fallback) -> str:
     out: list[str] = []
     pending: list[bytes] = []
     pending_charset: str | None = None
@@ -282,3 +357,104 @@ def _decode_words(data: bytes, fallback: str | None) -> str:
     if pos < len(data):
         out.append(decode_bytes(data[pos:], None, fallback=fallback))
     return "".join(out)
+
+
+# --- ISO-2022-JP as Windows reads it ------------------------------------------------------
+
+_JIS_SEGMENT = re.compile(rb"\x1b(\$[@B]|\([BJI])")
+
+
+def _jis_ms(data: bytes, errors: str = "strict") -> str | None:
+    """ISO-2022-JP decoded through Shift_JIS (cp932), as Windows' CP50220 does: the JIS X 0208
+    pairs are mapped arithmetically to Shift_JIS, which carries the NEC row 13 (circled
+    numbers, units) and the IBM extensions. None when the bytes are not such text."""
+    out = bytearray()
+    mode = b"(B"
+    pos = 0
+    for match in [*_JIS_SEGMENT.finditer(data), None]:
+        end = match.start() if match is not None else len(data)
+        chunk = data[pos:end]
+        if mode in (b"$@", b"$B"):
+            chunk = chunk.replace(b"\r", b"").replace(b"\n", b"")
+            if len(chunk) % 2:
+                if errors == "strict":
+                    return None
+                chunk = chunk[:-1]
+            for i in range(0, len(chunk), 2):
+                out += _jis_to_sjis(chunk[i], chunk[i + 1])
+        elif mode == b"(I":
+            out += bytes(b | 0x80 for b in chunk)
+        else:
+            out += chunk
+        if match is not None:
+            mode = match.group(1)
+            pos = match.end()
+    try:
+        return bytes(out).decode("cp932", errors)
+    except UnicodeDecodeError:
+        return None
+
+
+def _jis_to_sjis(j1: int, j2: int) -> bytes:
+    if not (0x21 <= j1 <= 0x7E and 0x21 <= j2 <= 0x7E):
+        return b"\xff\xff"  # not JIS: undecodable in cp932, so strict decoding refuses it
+    s1 = (j1 + 1) // 2 + (0x70 if j1 <= 0x5E else 0xB0)
+    s2 = j2 + (0x1F if j1 % 2 else 0x7E)
+    if j1 % 2 and s2 >= 0x7F:
+        s2 += 1
+    return bytes((s1, s2))
+
+
+# --- the detector -----------------------------------------------------------------------
+
+#: Below this the detector is not asked: a few bytes fit too many charsets.
+DETECT_MIN_BYTES = 32
+#: The detector's answer is taken only with at most this much "chaos" (garbled-looking text)…
+DETECT_MAX_CHAOS = 0.1
+#: … and either this much coherence with a language it knows (alphabetic scripts) …
+DETECT_MIN_COHERENCE = 0.2
+#: … or, for a multi-byte charset, this share of its non-ASCII characters in CJK scripts.
+DETECT_MIN_CJK = 0.6
+
+
+def detect(data: bytes) -> str | None:
+    """The text ``data`` holds by charset-normalizer's best guess, if it is confident enough."""
+    if len(data) < DETECT_MIN_BYTES:
+        return None
+    from charset_normalizer import from_bytes  # loaded on the rare path that needs it
+
+    best = from_bytes(data).best()
+    if best is None or best.chaos > DETECT_MAX_CHAOS:
+        return None
+    if best.encoding not in _DETECTABLE:
+        return None  # a Latin-script guess: Windows-1252, the likelier one, reads it as well
+    text = str(best)
+    wide = [ch for ch in text if ord(ch) > 0x7F]
+    if not wide or "\ufffd" in text:
+        return None
+    if best.coherence >= DETECT_MIN_COHERENCE:
+        return text
+    cjk = sum(1 for ch in wide if _cjk(ch))
+    return text if cjk / len(wide) >= DETECT_MIN_CJK else None
+
+
+#: What the detector may name: the charsets of non-Latin scripts. A Latin-script guess
+#: (cp1250, iso8859_2 …) for Western text is as often wrong as right, and Windows-1252 reads
+#: such text at least as well.
+_DETECTABLE = frozenset({
+    "cp1251", "koi8_r", "koi8_u", "iso8859_5", "mac_cyrillic", "cp866", "cp855",
+    "cp1253", "iso8859_7", "cp1255", "iso8859_8", "cp1256", "iso8859_6", "cp874", "tis_620",
+    "gb18030", "gb2312", "gbk", "hz", "big5", "big5hkscs", "cp950",
+    "cp932", "shift_jis", "shift_jis_2004", "shift_jisx0213", "euc_jp", "euc_jis_2004",
+    "euc_jisx0213", "iso2022_jp", "cp949", "euc_kr", "johab", "iso2022_kr",
+})  # fmt: skip
+
+
+def _cjk(ch: str) -> bool:
+    """Ideographs, kana (full width) and Hangul: what a CJK text is mostly made of."""
+    name = unicodedata.name(ch, "")
+    if name.startswith("HALFWIDTH"):
+        return False
+    return name.startswith(("CJK ", "HIRAGANA", "KATAKANA", "HANGUL", "IDEOGRAPHIC")) or (
+        "FULLWIDTH" in name
+    )

@@ -20,7 +20,7 @@ from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from inbox_daemon.channels.email.decode import decode_bytes, decode_header_value
+from inbox_daemon.channels.email.decode import Fallback, decode_bytes, decode_header_value
 from inbox_daemon.channels.email.loops import normalize_email
 from inbox_daemon.messages import Address
 
@@ -46,8 +46,10 @@ _MAX_REFERENCES = 100
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def fallback_charset(message: Message) -> str | None:
-    """The first declared charset in the message: the best guess for raw 8-bit headers."""
+def fallback_charset(message: Message) -> tuple[str, ...]:
+    """Every charset the message declares, in order (its first 20 parts): the best guesses for
+    raw 8-bit headers and for a part whose own charset fails."""
+    found: list[str] = []
     for count, part in enumerate(message.walk()):
         if count > 20:
             break
@@ -55,9 +57,9 @@ def fallback_charset(message: Message) -> str | None:
             charset = part.get_content_charset()
         except Exception:
             continue
-        if isinstance(charset, str) and charset not in ("us-ascii", "ascii"):
-            return charset
-    return None
+        if isinstance(charset, str) and charset not in ("us-ascii", "ascii", *found):
+            found.append(charset)
+    return tuple(found)
 
 
 def raw_values(message: Message, name: str) -> list[str]:
@@ -66,7 +68,7 @@ def raw_values(message: Message, name: str) -> list[str]:
 
 
 def decode_headers(
-    message: Message, charset: str | None, unparsed: list[str] | None = None
+    message: Message, charset: Fallback, unparsed: list[str] | None = None
 ) -> Headers:
     """Lower-cased name -> decoded values; a value that cannot be decoded is kept raw."""
     collected: dict[str, list[str]] = {}
@@ -106,7 +108,7 @@ def _to_address(name: str, address: str) -> Address | None:
     return Address(email=normalized, name=_clean_name(name, normalized))
 
 
-def _stdlib_pairs(message: Message, header: str, charset: str | None) -> list[tuple[str, str]]:
+def _stdlib_pairs(message: Message, header: str, charset: Fallback) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for raw in raw_values(message, header):
         data = raw.encode("utf-8", "surrogateescape").replace(b"\r", b"").replace(b"\n", b"")
@@ -114,7 +116,7 @@ def _stdlib_pairs(message: Message, header: str, charset: str | None) -> list[tu
     return pairs
 
 
-def _pairs(message: Message, parsed: Any, header: str, charset: str | None) -> Iterable[Any]:
+def _pairs(message: Message, parsed: Any, header: str, charset: Fallback) -> Iterable[Any]:
     if parsed is not None:
         try:
             value = getattr(parsed, header.replace("-", "_") + "_")
@@ -147,7 +149,7 @@ def addresses(
     message: Message,
     parsed: Any,
     header: str,
-    charset: str | None,
+    charset: Fallback,
     unparsed: list[str] | None = None,
 ) -> tuple[Address, ...]:
     """The addresses of one header; if it cannot be parsed, the bare addresses in it (and the
@@ -160,7 +162,7 @@ def addresses(
 
 
 def _parsed_addresses(
-    message: Message, parsed: Any, header: str, charset: str | None
+    message: Message, parsed: Any, header: str, charset: Fallback
 ) -> tuple[Address, ...]:
     seen: dict[str, Address] = {}
     for pair in _pairs(message, parsed, header, charset):
@@ -173,7 +175,7 @@ def _parsed_addresses(
 
 
 def sender_address(
-    message: Message, parsed: Any, charset: str | None, unparsed: list[str] | None = None
+    message: Message, parsed: Any, charset: Fallback, unparsed: list[str] | None = None
 ) -> Address:
     """From, else Sender, else Return-Path; a name-only From (``MAILER-DAEMON <>``) is kept."""
     for header in ("from", "sender", "return-path"):

@@ -29,7 +29,7 @@ from email.message import Message
 from email.utils import quote
 from pathlib import Path
 
-from inbox_daemon.channels.email.decode import decode_bytes, decode_header_value
+from inbox_daemon.channels.email.decode import Fallback, decode_bytes, decode_header_value
 from inbox_daemon.messages import Attachment
 
 __all__ = [
@@ -296,7 +296,7 @@ _ATTACHED_MAIL = frozenset({"message/rfc822", "message/global"})
 def extract_content(
     message: Message,
     *,
-    fallback_charset: str | None = None,
+    fallback_charset: Fallback = None,
     spooled: Mapping[str, SpooledBody] | None = None,
 ) -> MimeContent:
     """Walk ``message`` and sort its parts into body text, HTML and attachments.
@@ -314,7 +314,7 @@ def _walk(
     part: Message,
     out: MimeContent,
     depth: int,
-    fallback: str | None,
+    fallback: Fallback,
     *,
     recovered: bool,
     spooled: Mapping[str, SpooledBody],
