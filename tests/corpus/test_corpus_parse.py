@@ -183,3 +183,26 @@ def test_sample_details(results: Results) -> None:
     assert mac.text == bsd.text  # bare-CR line endings parse like LF ones
     malformed = parsed["spamscope-mail-parser/mail_malformed_1"]
     assert [a.filename for a in malformed.attachments] == ["20160523_916527.jpg_.zip"]
+
+
+def test_nameless_report_parts_are_named_from_their_description(results: Results) -> None:
+    # Postfix, SES and Barracuda label their report parts; they were all "attachment-1.txt".
+    parsed = _parsed(results)
+    names = {
+        name: [a.filename for a in parsed[name].attachments]
+        for name in (
+            "sisimai-set-of-emails/maildir/bsd/lhost-postfix-01.eml",
+            "sisimai-set-of-emails/maildir/bsd/lhost-receivingses-01.eml",
+            "sisimai-set-of-emails/maildir/bsd/lhost-barracuda-01.eml",
+            "nodemailer-mailparser/delivery-status.eml",
+        )
+    }
+    assert list(names.values()) == [
+        ["Delivery report.txt"],
+        ["Delivery Status Notification.txt", "Undelivered Message.txt"],
+        ["Delivery error report.txt", "Undelivered-message headers.txt"],
+        [
+            "Delivery Status Notification.txt",
+            "Example Subject.eml",
+        ],  # an attached mail: its subject
+    ]

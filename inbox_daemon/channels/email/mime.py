@@ -153,6 +153,22 @@ def _raw_filename(part: Message) -> str | None:
     return decode_header_value(name) or None
 
 
+#: A Content-Description longer than this is a sentence, not a name.
+_MAX_DESCRIPTION_NAME = 80
+
+
+def _described(part: Message, ctype: str) -> str | None:
+    """A name for a nameless part from its Content-Description ("Delivery report" →
+    ``Delivery report.txt``), with the extension of its type unless it has one."""
+    description = decode_header_value(header_str(part, "content-description"))
+    if not description or len(description) > _MAX_DESCRIPTION_NAME:
+        return None
+    stem, dot, ext = description.rpartition(".")
+    if dot and stem and 0 < len(ext) <= 5 and ext.isalnum():
+        return description
+    return description + _ext_for(ctype)
+
+
 def _disposition(part: Message) -> str | None:
     value = header_str(part, "content-disposition")
     if not value:
@@ -365,7 +381,7 @@ def _walk(
     index = len(out.attachments) + 1
     out.attachments.append(
         Attachment(
-            filename=sanitize_filename(filename, ctype, index),
+            filename=sanitize_filename(filename or _described(part, ctype), ctype, index),
             content_type=ctype,
             size=len(data) if spool is None else spool.size,
             content=data if spool is None else None,
@@ -399,6 +415,7 @@ def _add_message_attachment(
     ext = _ext_for(ctype)
     if not filename and ext == ".eml" and messages:
         filename = decode_header_value(header_str(messages[0], "subject"))
+    filename = filename or _described(part, ctype)
     if filename and ext == ".eml" and not filename.lower().endswith(".eml"):
         filename = f"{filename}.eml"
     disposition = _disposition(part)

@@ -112,6 +112,25 @@ def test_the_detector_answers_only_above_its_floor() -> None:
     assert detect(RU.encode("koi8-r")) is None
 
 
+def test_a_nameless_part_is_named_from_its_description_else_numbered() -> None:
+    raw = raw_mail(
+        b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="r"\r\n',
+        b"--r\r\nContent-Type: text/plain\r\n\r\nThis is the mail system.\r\n"
+        b"--r\r\nContent-Description: Delivery report\r\nContent-Type: text/plain\r\n"
+        b"Content-Disposition: attachment\r\n\r\nStatus: 5.1.1\r\n"
+        b"--r\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"JVBERi0xLjQK\r\n"
+        b"--r\r\nContent-Type: image/png\r\nContent-Description: screen.png\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+        b"--r\r\nContent-Type: image/png\r\nContent-Description: "
+        + b"a very long sentence " * 5
+        + b"\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--r--\r\n",
+    )
+    names = [a.filename for a in parse(raw).attachments]
+    assert names == ["Delivery report.txt", "attachment-2.pdf", "screen.png", "attachment-4.png"]
+
+
 def _cp50220(text: str) -> bytes:
     """``text`` as Windows writes ISO-2022-JP: Shift_JIS pairs mapped back to JIS X 0208."""
     out = bytearray()
