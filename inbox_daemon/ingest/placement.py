@@ -30,10 +30,10 @@ from inbox_daemon.cases.model import Actor, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.channels.kinds import kind_of
 from inbox_daemon.ingest.lookups import lookups_of
-from inbox_daemon.ingest.routing import CaseRouting, new_text
+from inbox_daemon.ingest.routing import MAX_TITLE, CaseRouting, new_text
 from inbox_daemon.ingest.setaside import IGNORED, set_aside
 from inbox_daemon.logging import get_logger
-from inbox_daemon.messages import Attachment, InboundMessage
+from inbox_daemon.messages import Attachment, InboundMessage, bare_subject
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
 from inbox_daemon.router.loader import LoadedRules
 from inbox_daemon.service import CaseService, StoredFile
@@ -257,6 +257,10 @@ class Placement:
         _case, row = await self.service.create_in(
             session, draft, actor, parent_id=parent.id if parent else None, tags=decision.tags
         )
+        subject = bare_subject(msg.subject)
+        if len(subject) > MAX_TITLE:  # the activity keeps it whole
+            detail = {"subject_length": len(subject), "title_length": len(draft.title)}
+            self.service.audit_in(session, row, actor, "title_shortened", at=now, detail=detail)
         if rules is not None:
             self.service.routed_in(
                 session, row, Actor.rule(", ".join(decision.rules_fired) or "default"),

@@ -61,7 +61,7 @@ class IncomingVerbs(ChangeVerbs):
             state=ActivityState.COMPLETED.value,
             channel=msg.channel,
             mailbox=msg.mailbox,
-            subject=msg.subject[:1000],
+            subject=msg.subject,
             body_text=msg.text + note,
             body_new=new_text,
             body_html=msg.html,

@@ -151,7 +151,7 @@ class ActivityRow(Base):
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     channel: Mapped[str | None] = mapped_column(String(16))
     mailbox: Mapped[str | None] = mapped_column(String(100))
-    subject: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
+    subject: Mapped[str] = mapped_column(Text, nullable=False, default="")
     body_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     #: The new text of a reply, without the quoted history below it (the full body is kept too).
     body_new: Mapped[str | None] = mapped_column(Text)

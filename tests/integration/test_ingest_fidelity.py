@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from inbox_daemon.cases.enums import Direction, Status
+from inbox_daemon.cases.model import Actor
 from inbox_daemon.channels.base import Delivery
 from inbox_daemon.channels.email.parse import parse_message
 from inbox_daemon.ingest import Ingestor
@@ -110,6 +111,25 @@ async def test_a_subject_alone_never_discards_a_mail(
     other = raw_mail("Printer will not print", message_id="<m2@customer.example>")
     assert (await ingest(delivered(other, 2))).outcome == "created"
     assert len(await outgoing(db)) == 1
+
+
+async def test_a_long_subject_is_kept_whole_and_only_the_title_is_cut(
+    intake: tuple[Ingestor, CaseService], db: Database
+) -> None:
+    ingest, svc = intake
+    subject = "Printer " + "very " * 400 + "broken"  # 2,014 characters
+    assert (await ingest(delivered(raw_mail(subject), 1))).outcome == "created"
+    view = await svc.show("CAS-000001")
+    assert view.activities[0].subject == subject  # was cut at 1,000, without a word
+    assert view.case.title == subject[:500]
+    [shortened] = [e for e in view.audit if e.action == "title_shortened"]
+    assert shortened.detail == {"subject_length": len(subject), "title_length": 500}
+    # an answer threads to it with the whole subject
+    reply = await svc.reply("CAS-000001", "On it.", Actor.user("alice"))
+    assert reply.subject == subject
+    short = raw_mail("Printer jam", message_id="<m2@customer.example>")
+    await ingest(delivered(short, 2))
+    assert not [e for e in (await svc.show("CAS-000002")).audit if e.action == "title_shortened"]
 
 
 async def test_automatic_mail_answering_nothing_is_kept_and_can_become_a_case(
