@@ -8,7 +8,11 @@ parser first, ``email.utils.getaddresses`` when it has nothing or mangled the na
 
 Each header is read on its own: one that cannot be parsed (a 135 KB ``To:`` whose group syntax
 sends ``getaddresses`` into a RecursionError) is kept raw in the header map, its name noted in
-the ``unparsed`` list the caller passes, and its bare addresses taken; the mail goes on.
+the ``unparsed`` list the caller passes, and its bare addresses taken; the mail goes on. The
+headers whose address we answer (From, Sender, Reply-To) are also read strictly, with
+``email.headerregistry``: a value it finds defective (``test test@example.com``, or
+``Eve Bcc: evil@x.example <eve@example.com>``, a group naming another address) gives no
+address but its one bracketed address, if it has exactly one, and is noted as unparsed.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
+from email.headerregistry import AddressHeader, HeaderRegistry
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 from inbox_daemon.channels.email.decode import Fallback, decode_bytes, decode_header_value
 from inbox_daemon.channels.email.loops import normalize_email
@@ -155,10 +160,51 @@ def addresses(
     """The addresses of one header; if it cannot be parsed, the bare addresses in it (and the
     header's name noted in ``unparsed``)."""
     try:
-        return _parsed_addresses(message, parsed, header, charset)
+        found = _parsed_addresses(message, parsed, header, charset)
     except Exception:  # RecursionError on absurd group syntax, and others
         _note(unparsed, header)
-        return _bare_addresses(message, header)
+        found = _bare_addresses(message, header)
+    if header in _ANSWERED:
+        return _answerable(message, header, charset, found, unparsed)
+    return found
+
+
+#: The headers whose address is answered: read strictly too (see the module's docstring).
+_ANSWERED = frozenset({"from", "sender", "reply-to"})
+_REGISTRY = HeaderRegistry()
+#: ``Name <a@b>``, ``"Name" <a@b>`` or ``a@b``: values the strict parser need not look at.
+_PLAIN_MAILBOX = re.compile(
+    r'^\s*(?:[^<>:;,"@()\\]*|"[^"\\]*")\s*<[^<>\s@]+@[^<>\s@]+>\s*$'
+    r'|^\s*[^\s<>:;,"@()]+@[^\s<>:;,"@()]+\s*$'
+)
+_BRACKETED = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+
+
+def _answerable(
+    message: Message,
+    header: str,
+    charset: Fallback,
+    found: tuple[Address, ...],
+    unparsed: list[str] | None,
+) -> tuple[Address, ...]:
+    """``found`` (the lenient reading of ``header``), checked by the strict parser."""
+    values = raw_values(message, header)
+    if not values or not found:
+        return found
+    text = decode_header_value(values[0], fallback=charset)
+    if _PLAIN_MAILBOX.match(text):
+        return found
+    parsed = _REGISTRY("to", text)
+    strict = cast(AddressHeader, parsed)
+    if parsed.defects or any(group.display_name for group in strict.groups):
+        _note(unparsed, header)
+        bracketed = _BRACKETED.findall(text)
+        if len(bracketed) != 1:
+            return ()
+        address = _to_address(text[: text.index("<")], bracketed[0])
+        return (address,) if address is not None else ()
+    allowed = {(normalize_email(a.addr_spec) or "").lower() for a in strict.addresses}
+    return tuple(a for a in found if (a.email or "").lower() in allowed)
 
 
 def _parsed_addresses(
