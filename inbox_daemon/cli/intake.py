@@ -212,8 +212,10 @@ def cmd_quarantine_list(args: argparse.Namespace) -> int:
     if not rows:
         print("nothing set aside" if args.ignored else "nothing in quarantine")
     for row in rows:
+        again = f"  (delivered {row.deliveries} times)" if row.deliveries > 1 else ""
         print(f"#{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.state:8}  {row.channel}:"
-              f"{row.mailbox}  {row.external_id}  {row.size} bytes  {row.reason}")  # fmt: skip
+              f"{row.mailbox}  {row.external_id}  {row.size} bytes  {row.reason}"
+              f"{again}")  # fmt: skip
     return 0
 
 
@@ -234,6 +236,9 @@ def cmd_quarantine_show(args: argparse.Namespace) -> int:
     print(f"#{row.id} {row.channel}:{row.mailbox} {row.external_id} ({row.state})")
     print(f"reason: {row.reason}")
     print(f"stored: {row.sha256} ({row.size} bytes)")
+    if row.deliveries > 1:
+        last = f"{row.updated_at:%Y-%m-%d %H:%M}"
+        print(f"delivered: {row.deliveries} times (the same bytes; the last at {last})")
     with path.open("rb") as stored:  # a large mail is not read whole
         if args.raw:
             sys.stdout.flush()

@@ -42,7 +42,9 @@ async def set_aside(
 ) -> QuarantineRow:
     """Keep the delivery's raw bytes and a row saying why, in the caller's transaction.
 
-    A source set aside before (a message failing again, a retried one) keeps its one row.
+    A source set aside before (a message failing again, a retried one) keeps its one row; the
+    same bytes from the same mailbox under another source id (delivered again) count on the
+    row already waiting for a person instead of adding one.
     """
     if delivery.raw_path is not None:
         sha, size = await asyncio.to_thread(files.put_file, delivery.raw_path)
@@ -51,6 +53,16 @@ async def set_aside(
     source = (delivery.channel, delivery.mailbox, delivery.external_id)
     row = await intake.quarantined(session, *source)
     if row is None:
+        twin = await intake.quarantined_bytes(
+            session, delivery.channel, delivery.mailbox, sha, (HELD, IGNORED)
+        )
+        if twin is not None:
+            twin.deliveries += 1
+            twin.updated_at = now
+            log.info("the same bytes set aside again", channel=delivery.channel,
+                     mailbox=delivery.mailbox, external_id=delivery.external_id,
+                     quarantine_id=twin.id, deliveries=twin.deliveries)  # fmt: skip
+            return twin
         row = QuarantineRow(
             channel=delivery.channel,
             mailbox=delivery.mailbox,

@@ -213,6 +213,24 @@ async def quarantined(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def quarantined_bytes(
+    session: AsyncSession, channel: str, mailbox: str, sha256: str, states: Sequence[str]
+) -> QuarantineRow | None:
+    """The row set aside for the same bytes from the same mailbox, still in one of ``states``."""
+    stmt = (
+        select(QuarantineRow)
+        .where(
+            QuarantineRow.channel == channel,
+            QuarantineRow.mailbox == mailbox,
+            QuarantineRow.sha256 == sha256,
+            QuarantineRow.state.in_(list(states)),
+        )
+        .order_by(QuarantineRow.id)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def forget_receipt(
     session: AsyncSession, channel: str, mailbox: str, external_id: str
 ) -> None:

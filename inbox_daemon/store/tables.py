@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     inspect,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -268,11 +269,16 @@ class QuarantineRow(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     #: held (waiting for a person), retried (went through on retry), dropped
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="held")
+    #: How many times these bytes came from this mailbox (under any source id).
+    deliveries: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=1, server_default=text("1")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (
         UniqueConstraint("channel", "mailbox", "external_id", name="uq_quarantine_source"),
+        Index("ix_quarantine_bytes", "channel", "mailbox", "sha256"),
     )
 
 

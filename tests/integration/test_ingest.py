@@ -376,6 +376,28 @@ async def test_unparseable_mail_is_quarantined_once(
         assert await intake.checkpoint(s, "support") == Checkpoint(7, 5)
 
 
+async def test_the_same_bytes_delivered_again_count_on_one_quarantine_row(
+    ingest: Ingestor, db: Database
+) -> None:
+    def broken(uid: int, mailbox: str = "support") -> Delivery:
+        return Delivery("email", mailbox, f"7:{uid}", b"\x00garbage", None, "no headers at all",
+                        Checkpoint(7, uid))  # fmt: skip
+
+    results = [await ingest(broken(uid)) for uid in (5, 6, 7)]
+    assert [r.outcome for r in results] == ["quarantined"] * 3
+    assert (await ingest(broken(8, "sales"))).outcome == "quarantined"  # another mailbox
+    async with db.transaction() as s:
+        found = (await s.execute(select(QuarantineRow).order_by(QuarantineRow.id))).scalars()
+        assert [(q.mailbox, q.external_id, q.deliveries) for q in found] == [
+            ("support", "7:5", 3),
+            ("sales", "7:8", 1),
+        ]
+        # every delivery is answered: none is offered again
+        sources = {("email", "support", f"7:{uid}") for uid in (5, 6, 7)}
+        assert await intake.sources_taken(s, list(sources)) == sources
+    assert await rows(db, ReceiptRow) == 4
+
+
 async def test_message_that_keeps_failing_is_set_aside(
     ingest: Ingestor, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
