@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.channels.kinds import UnknownChannelKind, kind_of
+from inbox_daemon.channels.kinds import kind_of
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import MessageFlags, clean_text
@@ -246,13 +246,10 @@ async def queue_acknowledgement(
     incoming = incoming_activity_row
     ours = {our_address} if isinstance(our_address, str) else set(our_address)
     sender = (incoming.sender or "").strip().lower()
-    try:
-        spec = kind_of(incoming.channel)
-    except UnknownChannelKind as exc:
-        spec, ok, reason = None, False, str(exc)
-    if spec is not None and not spec.acknowledges:
+    spec = kind_of(incoming.channel)  # the activity was made of it: a registered kind
+    if not spec.acknowledges:
         ok, reason = False, f"acknowledgements are not sent for {spec.name} messages"
-    elif spec is not None:
+    else:
         count = recent_count
         if count is None:
             count = (
@@ -273,7 +270,6 @@ async def queue_acknowledgement(
         customer_name=case_row.contact_name or sender,
         mailbox=incoming.mailbox or "",
     )
-    assert spec is not None  # ok
     activity = await service.queue_outgoing_in(
         session, case_row, incoming, body, ACTOR, kind=spec.activity_kind, channel=spec.name,
         recipients=[sender], automatic=True, automatic_to=sender, now=now,

@@ -244,7 +244,7 @@ class Ingestor:
             external_id, activity_id = prior
             self._receipt(session, delivery, None, "duplicate", activity_id, now)
             return IngestResult("duplicate", detail=f"same message as {external_id}")
-        result = await self._place(session, delivery, msg, now, as_case)
+        result = await self.placement.place(session, delivery, msg, now, as_case)
         self._receipt(session, delivery, msg, result.outcome, result.activity_id, now)
         lookups.taken(msg, delivery.external_id, result.activity_id)
         return result
@@ -281,16 +281,6 @@ class Ingestor:
         if await intake.receipt_for_source(session, *source) is None:
             self._receipt(session, delivery, None, "quarantined", None, now)
         return IngestResult("quarantined", detail=reason)
-
-    async def _place(
-        self,
-        session: AsyncSession,
-        delivery: Delivery,
-        msg: InboundMessage,
-        now: datetime,
-        as_case: bool = False,
-    ) -> IngestResult:
-        return await self.placement.place(session, delivery, msg, now, as_case)
 
     async def _store_attachments(
         self, messages: Sequence[InboundMessage]

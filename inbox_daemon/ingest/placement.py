@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +36,7 @@ from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import Attachment, InboundMessage, bare_subject
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
 from inbox_daemon.router.loader import LoadedRules
-from inbox_daemon.service import CaseService, StoredFile
+from inbox_daemon.service import CaseService, IncomingContents, StoredFile
 from inbox_daemon.store import intake
 from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.tables import ActivityRow, CaseRow
@@ -48,12 +48,6 @@ if TYPE_CHECKING:
 SET_ASIDE = "set_aside"
 
 log = get_logger("inbox_daemon.ingest")
-
-
-class _Contents(TypedDict):
-    new_text: str
-    files: list[StoredFile]
-    note: str
 
 
 def keeps(att: Attachment, limit: int) -> bool:
@@ -190,7 +184,7 @@ class Placement:
     ) -> IngestResult:  # fmt: skip
         """An agent's answer sent from their mail client (see the service's verb)."""
         activity = await self.service.record_answer_by_mail_in(
-            session, case_row, msg, actor, **self._contents(session, msg), now=now
+            session, case_row, msg, actor, self._contents(session, msg), now=now
         )
         lookups_of(session).activity_added(activity.id, activity.message_id, case_row)
         return IngestResult("recorded", case_row.number, activity.id, "answer sent by mail")
@@ -222,7 +216,7 @@ class Placement:
     ) -> IngestResult:
         kind = "bounce" if msg.flags.bounce else "auto-reply"
         activity = await self.service.record_automatic_in(
-            session, case_row, msg, actor, **self._contents(session, msg), now=now
+            session, case_row, msg, actor, self._contents(session, msg), now=now
         )
         lookups_of(session).activity_added(activity.id, activity.message_id, case_row)
         return IngestResult("recorded", case_row.number, activity.id, kind)
@@ -312,12 +306,12 @@ class Placement:
     ) -> ActivityRow:
         """The activity of a customer's message taken in, through the case service."""
         activity = await self.service.record_incoming_in(
-            session, case_row, msg, actor, **self._contents(session, msg), now=now
+            session, case_row, msg, actor, self._contents(session, msg), now=now
         )
         lookups_of(session).activity_added(activity.id, activity.message_id, case_row)
         return activity
 
-    def _contents(self, session: AsyncSession, msg: InboundMessage) -> _Contents:
+    def _contents(self, session: AsyncSession, msg: InboundMessage) -> IncomingContents:
         """What the activity of ``msg`` holds besides the message: the new text, the files
         stored before the transaction, and a note on any attachment too large to keep."""
         stored = lookups_of(session).attachments
@@ -328,11 +322,9 @@ class Placement:
                 att, self.options.max_attachment_bytes
             )  # else _oversize_note told the agent of one too large
         ]
-        return {
-            "new_text": new_text(msg),
-            "files": files,
-            "note": _oversize_note(msg, self.options.max_attachment_bytes),
-        }
+        return IncomingContents(
+            new_text(msg), files, _oversize_note(msg, self.options.max_attachment_bytes)
+        )
 
 
 def _oversize_note(msg: InboundMessage, limit: int) -> str:

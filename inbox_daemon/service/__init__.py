@@ -26,7 +26,7 @@ from inbox_daemon.service.core import (
     utcnow,
 )
 from inbox_daemon.service.delivery import DeliveryLedger
-from inbox_daemon.service.incoming import IncomingVerbs
+from inbox_daemon.service.incoming import IncomingContents, IncomingVerbs
 from inbox_daemon.service.reading import ReadingVerbs
 
 
@@ -39,6 +39,7 @@ __all__ = [
     "CaseView",
     "Clock",
     "DeliveryLedger",
+    "IncomingContents",
     "NotFoundError",
     "SlaLookup",
     "Source",

@@ -9,6 +9,7 @@ which knows what the messages need (threading, ids, stored files) before it star
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,18 @@ from inbox_daemon.store import ids, intake
 from inbox_daemon.store.tables import ActivityRow, CaseRow, ReceiptRow
 
 
+@dataclass(frozen=True)
+class IncomingContents:
+    """What an activity taken in holds besides the message itself."""
+
+    #: The text the customer just wrote (the channel separated it from the quote).
+    new_text: str
+    #: The message's files, stored before the transaction.
+    files: Sequence[StoredFile] = ()
+    #: Added to the activity's text: e.g. an attachment too large to keep.
+    note: str = ""
+
+
 class IncomingVerbs(ChangeVerbs):
     async def record_incoming_in(
         self,
@@ -40,16 +53,14 @@ class IncomingVerbs(ChangeVerbs):
         case_row: CaseRow,
         msg: InboundMessage,
         actor: Actor,
+        contents: IncomingContents,
         *,
-        new_text: str,
-        files: Sequence[StoredFile] = (),
-        note: str = "",
         direction: Direction = Direction.INCOMING,
         now: datetime | None = None,
     ) -> ActivityRow:
-        """The activity of a message taken in, with its stored ``files``; ``note`` is added to
-        its text (e.g. an attachment too large to keep). ``OUTGOING``: an answer an agent sent
-        from their mail client (already delivered: the outbox never sends it)."""
+        """The activity of a message taken in, with what intake knows of it (``contents``).
+        ``OUTGOING``: an answer an agent sent from their mail client (already delivered: the
+        outbox never sends it)."""
         now = now or self.clock()
         flags = msg.flags
         sent = direction is Direction.OUTGOING
@@ -62,8 +73,8 @@ class IncomingVerbs(ChangeVerbs):
             channel=msg.channel,
             mailbox=msg.mailbox,
             subject=msg.subject,
-            body_text=msg.text + note,
-            body_new=new_text,
+            body_text=msg.text + contents.note,
+            body_new=contents.new_text,
             body_html=msg.html,
             sender=msg.sender.email or msg.sender.slack_user,
             recipients=[a.email or a.slack_user or "" for a in msg.to],
@@ -92,7 +103,7 @@ class IncomingVerbs(ChangeVerbs):
             updated_at=now,
         )  # fmt: skip
         session.add(activity)
-        add_files(session, activity.id, files)
+        add_files(session, activity.id, contents.files)
         return activity
 
     async def record_answer_by_mail_in(
@@ -101,10 +112,8 @@ class IncomingVerbs(ChangeVerbs):
         case_row: CaseRow,
         msg: InboundMessage,
         actor: Actor,
+        contents: IncomingContents,
         *,
-        new_text: str,
-        files: Sequence[StoredFile] = (),
-        note: str = "",
         now: datetime | None = None,
     ) -> ActivityRow:
         """An agent's answer sent from their mail client: an outgoing activity on the case
@@ -116,9 +125,8 @@ class IncomingVerbs(ChangeVerbs):
                 detail={"message_id": msg.message_id},
             )  # fmt: skip
         activity = await self.record_incoming_in(
-            session, case_row, msg, actor, new_text=new_text, files=files, note=note,
-            direction=Direction.OUTGOING, now=now,
-        )  # fmt: skip
+            session, case_row, msg, actor, contents, direction=Direction.OUTGOING, now=now
+        )
         repo.audit(session, case_row.id, at=now, actor=actor, action="reply_by_mail",
                    detail={"activity": activity.id, "message_id": msg.message_id,
                            "sender": msg.sender.email})  # fmt: skip
@@ -130,19 +138,15 @@ class IncomingVerbs(ChangeVerbs):
         case_row: CaseRow,
         msg: InboundMessage,
         actor: Actor,
+        contents: IncomingContents,
         *,
-        new_text: str,
-        files: Sequence[StoredFile] = (),
-        note: str = "",
         now: datetime | None = None,
     ) -> ActivityRow:
         """An auto-reply or a bounce recorded on the case it answers (it never reopens it); a
         bounce of one of our messages marks that message failed."""
         now = now or self.clock()
         kind = "bounce" if msg.flags.bounce else "auto-reply"
-        activity = await self.record_incoming_in(
-            session, case_row, msg, actor, new_text=new_text, files=files, note=note, now=now
-        )
+        activity = await self.record_incoming_in(session, case_row, msg, actor, contents, now=now)
         detail: dict[str, Any] = {"activity": activity.id, "message_id": msg.message_id}
         if msg.flags.bounce:
             ours = await intake.outgoing_by_message_ids(session, msg.thread_ids)

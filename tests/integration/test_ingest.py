@@ -404,7 +404,7 @@ async def test_message_that_keeps_failing_is_set_aside(
     async def explode(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest, "_place", explode)
+    monkeypatch.setattr(ingest.placement, "place", explode)
     d = delivery(mail(1))
     for _ in range(2):
         with pytest.raises(RuntimeError, match="disk on fire"):
@@ -663,7 +663,7 @@ async def test_a_batch_takes_every_message_as_one_at_a_time_would(
 async def test_a_failing_message_costs_its_batch_mates_a_retry_not_their_place(
     ingest: Ingestor, db: Database, svc: CaseService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    place = ingest._place
+    place = ingest.placement.place
 
     async def explode_on_two(
         session: object, delivery: Delivery, msg: InboundMessage, now: datetime, as_case: bool
@@ -672,7 +672,7 @@ async def test_a_failing_message_costs_its_batch_mates_a_retry_not_their_place(
             raise RuntimeError("disk on fire")
         return await place(session, delivery, msg, now, as_case)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ingest, "_place", explode_on_two)
+    monkeypatch.setattr(ingest.placement, "place", explode_on_two)
     batch = [delivery(mail(n, name, sender=f"{name}@example.com"))
              for n, name in ((1, "one"), (2, "two"), (3, "three"))]  # fmt: skip
     for _attempt in (1, 2):

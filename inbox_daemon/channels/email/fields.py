@@ -191,9 +191,10 @@ def _answerable(
     values = raw_values(message, header)
     if not values or not found:
         return found
-    text = decode_header_value(values[0], fallback=charset)
-    if _PLAIN_MAILBOX.match(text):
+    # Checked as written (encoded words are display text, never syntax): decoded only if needed.
+    if _PLAIN_MAILBOX.match(values[0].replace("\r", "").replace("\n", "")):
         return found
+    text = decode_header_value(values[0], fallback=charset)
     parsed = _REGISTRY("to", text)
     strict = cast(AddressHeader, parsed)
     if parsed.defects or any(group.display_name for group in strict.groups):
