@@ -6,7 +6,7 @@ every mailbox by an ``acknowledgement.txt`` beside rules.yaml, or for one mailbo
 decision that keeps us from answering machines, mailing lists, ourselves or a sender we already
 answered too often (the loop breaker); and :func:`queue_acknowledgement`, which has the case
 service queue the automatic answer in the caller's transaction for the outbox to deliver. Only
-channel kinds that acknowledge (:mod:`inbox_daemon.channels.kinds`: email) get one.
+channel kinds that acknowledge (:mod:`inbox_daemon.kinds`: email) get one.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.channels.kinds import kind_of
 from inbox_daemon.errors import ConfigError
+from inbox_daemon.kinds import kind_of
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import MessageFlags, clean_text
 from inbox_daemon.service import CaseService

@@ -114,7 +114,7 @@ class MessageFlags:
 class InboundMessage:
     """One message from a customer (or a machine pretending to be one)."""
 
-    #: The name of its channel kind (:mod:`inbox_daemon.channels.kinds`), e.g. ``email``.
+    #: The name of its channel kind (:mod:`inbox_daemon.kinds`), e.g. ``email``.
     channel: str
     #: The mailbox name from the config, or the Slack workspace/team id.
     mailbox: str
@@ -169,7 +169,7 @@ class OutboundMessage:
     headers, References trimmed, Slack blocks).
     """
 
-    #: The name of its channel kind (:mod:`inbox_daemon.channels.kinds`).
+    #: The name of its channel kind (:mod:`inbox_daemon.kinds`).
     channel: str
     mailbox: str
     message_id: str

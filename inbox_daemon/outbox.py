@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from inbox_daemon.channels.base import OutboundChannel
-from inbox_daemon.channels.kinds import UnknownChannelKind, kind_of
 from inbox_daemon.errors import DeliveryError, PermanentDeliveryError
+from inbox_daemon.kinds import UnknownChannelKind, kind_of
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import Attachment, DeliveryReceipt, OutboundMessage
 from inbox_daemon.service.delivery import Claimed, DeliveryLedger, GivenUp

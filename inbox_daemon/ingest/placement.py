@@ -28,10 +28,10 @@ from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.enums import AutomaticMail, Status
 from inbox_daemon.cases.model import Actor, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
-from inbox_daemon.channels.kinds import kind_of
 from inbox_daemon.ingest.lookups import lookups_of
 from inbox_daemon.ingest.routing import MAX_TITLE, CaseRouting, new_text
 from inbox_daemon.ingest.setaside import IGNORED, set_aside
+from inbox_daemon.kinds import kind_of
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import Attachment, InboundMessage, bare_subject
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate

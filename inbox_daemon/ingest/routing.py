@@ -19,8 +19,8 @@ from inbox_daemon.cases.enums import (
     Status,
 )
 from inbox_daemon.cases.model import Actor, Case
-from inbox_daemon.channels.kinds import kind_of
 from inbox_daemon.errors import CaseRuleError
+from inbox_daemon.kinds import kind_of
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import InboundMessage, bare_subject
 from inbox_daemon.router.assign import pick_assignee

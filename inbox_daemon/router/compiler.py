@@ -63,7 +63,7 @@ class _Compiler:
         self.calendars = calendars
         self.default_calendar = default_calendar
         self.leaves: dict[str, Callable[[Any], Condition]] = {
-            "channel": lambda v: ChannelIs(c.value for c in v),
+            "channel": lambda v: ChannelIs(v),
             "mailbox": MailboxIs,
             "from": lambda v: SenderMatches(GlobSet(v)),
             "from_domain": DomainIn,

@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 from inbox_daemon.cases.calendar import WEEKDAYS
 from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import AutomaticMail, Priority, Status
-from inbox_daemon.messages import ChannelKind
+from inbox_daemon.kinds import kinds
 
 __all__ = [
     "AutomaticMailChoice",
@@ -111,7 +111,18 @@ AutomaticMailChoice = Annotated[
 StrategyChoice = Annotated[
     AssignmentStrategy, BeforeValidator(_choice(AssignmentStrategy, "strategy"))
 ]
-ChannelChoice = Annotated[ChannelKind, BeforeValidator(_choice(ChannelKind, "channel"))]
+
+
+def _channel_kind(value: object) -> object:
+    """A registered channel kind's name (:mod:`inbox_daemon.kinds`, which knows them all)."""
+    names = sorted(spec.name for spec in kinds())
+    if isinstance(value, str) and value in names:
+        return value
+    hint = did_you_mean(value, names)
+    raise fail(f"unknown channel {value!r}{hint}; expected one of: {', '.join(names)}")
+
+
+ChannelChoice = Annotated[str, BeforeValidator(_channel_kind)]
 TextList = Annotated[list[Text], BeforeValidator(listify), AfterValidator(non_empty_list)]
 PriorityList = Annotated[
     list[PriorityChoice], BeforeValidator(listify), AfterValidator(non_empty_list)

@@ -23,8 +23,8 @@ from inbox_daemon.cases.enums import (
     Direction,
 )
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.channels.kinds import ChannelKindSpec, UnknownChannelKind, kind_of, kinds
 from inbox_daemon.errors import CaseRuleError
+from inbox_daemon.kinds import ChannelKindSpec, UnknownChannelKind, kind_of, kinds
 from inbox_daemon.service.changes import ChangeVerbs
 from inbox_daemon.service.core import Source, StoredFile, norm_number
 from inbox_daemon.store import cases as repo

@@ -24,7 +24,7 @@ from inbox_daemon.cases.enums import (
     Status,
 )
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.channels.kinds import kind_of
+from inbox_daemon.kinds import kind_of
 from inbox_daemon.messages import InboundMessage
 from inbox_daemon.service.activities import add_files
 from inbox_daemon.service.changes import ChangeVerbs

@@ -20,15 +20,18 @@ from inbox_daemon.acknowledge import load_templates
 from inbox_daemon.cases.enums import ActivityKind, DeliveryState, Direction, Origin
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.channels.base import Delivery, IngestResult, Sink
-from inbox_daemon.channels.kinds import (
+from inbox_daemon.errors import RulesError
+from inbox_daemon.ingest import Ingestor, IntakeOptions
+from inbox_daemon.kinds import (
     ChannelKindSpec,
     UnknownChannelKind,
     register,
     unregister,
 )
-from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.messages import Address, DeliveryReceipt, InboundMessage, OutboundMessage
 from inbox_daemon.outbox import Outbox
+from inbox_daemon.router.engine import ThreadFacts, evaluate
+from inbox_daemon.router.loader import load_rules_text
 from inbox_daemon.service import CaseService
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
@@ -156,6 +159,21 @@ async def test_a_channel_kind_registered_here_takes_a_message_in_and_the_answer_
         ("memo", kind, Direction.OUTGOING.value, DeliveryState.SENT.value),
         ("memo", kind, Direction.INCOMING.value, None),
     ]  # no acknowledgement: the memo kind does not acknowledge
+
+
+def test_a_rule_may_name_the_kind_once_it_is_registered() -> None:
+    rules = (
+        "version: 1\nrules:\n  - name: forms\n    when: {channel: memo}\n    then: {tags: [form]}\n"
+    )
+    with pytest.raises(RulesError, match="unknown channel 'memo'"):
+        load_rules_text(rules, "rules.yaml")
+    register(MEMO)
+    try:
+        loaded = load_rules_text(rules, "rules.yaml")
+        decision = evaluate(loaded.rules, form(1, "hi"), ThreadFacts(), datetime.now(UTC))
+        assert decision.tags == ("form",)
+    finally:
+        unregister(MEMO.name)
 
 
 async def test_a_message_of_a_kind_nobody_registered_is_kept_in_quarantine(

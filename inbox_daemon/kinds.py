@@ -4,8 +4,9 @@ The channel-agnostic floor (intake, the case service, acknowledgements, the outb
 message's or an activity's kind what it needs to know — which activity kind it makes, the
 origin of a case it opens, whether a new case from it is acknowledged, how the customer is
 addressed through it, whether an answer needs a conversation to go into — instead of branching
-on names. A new channel kind registers one :class:`ChannelKindSpec` (:func:`register`) and its
-sender, and needs no edit elsewhere.
+on names, and the router checks a rule's ``channel:`` condition against it. A leaf, below the
+router and the channels, so both can ask it. A new channel kind registers one
+:class:`ChannelKindSpec` (:func:`register`) and its sender, and needs no edit elsewhere.
 """
 
 from __future__ import annotations
