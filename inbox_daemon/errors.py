@@ -89,3 +89,11 @@ class ReadOnlyCaseError(CaseRuleError):
 
 class OpenActivitiesError(CaseRuleError):
     """A case cannot be resolved while it has open activities."""
+
+
+class PickedByOther(CaseRuleError):
+    """Pick refused: another agent is working the case (a forced pick takes it over)."""
+
+    def __init__(self, message: str, worker: str) -> None:
+        super().__init__(message)
+        self.worker = worker

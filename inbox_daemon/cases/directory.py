@@ -1,4 +1,4 @@
-"""Agents, teams and queues: who can own and work a case.
+"""Agents, teams, queues and support levels: who can own and work a case.
 
 The directory is built from rules.yaml by the router's loader and handed to the case service;
 it is immutable, so a reload swaps the whole directory at once.
@@ -31,6 +31,8 @@ class User:
     email: str | None = None
     slack_id: str | None = None
     active: bool = True
+    #: Their login name where they run the CLI (their default ``--as``).
+    os_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +53,57 @@ class Queue:
 
 
 @dataclass(frozen=True, slots=True)
+class SupportLevel:
+    """A support level; a case's ``support_level`` is its position here, counted from 1."""
+
+    name: str
+    team: str | None = None
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Directory:
-    """The agents, teams and queues in force."""
+    """The agents, teams, queues and support levels in force."""
 
     users: dict[str, User] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
     queues: dict[str, Queue] = field(default_factory=dict)
+    #: In escalation order; empty: levels are plain numbers with no end.
+    levels: tuple[SupportLevel, ...] = ()
 
     @classmethod
     def of(
-        cls, users: Iterable[User] = (), teams: Iterable[Team] = (), queues: Iterable[Queue] = ()
+        cls,
+        users: Iterable[User] = (),
+        teams: Iterable[Team] = (),
+        queues: Iterable[Queue] = (),
+        levels: Iterable[SupportLevel] = (),
     ) -> Directory:
         return cls(
             users={u.id: u for u in users},
             teams={t.id: t for t in teams},
             queues={q.id: q for q in queues},
+            levels=tuple(levels),
         )
+
+    def level_name(self, level: int) -> str:
+        """How a case's support level is shown: its name (``L2``), else ``level 2``."""
+        if 1 <= level <= len(self.levels):
+            return self.levels[level - 1].name
+        return f"level {level}"
+
+    def level_number(self, name: str) -> int:
+        """The position of a named level (``L2`` -> 2); a number is taken as it is."""
+        for index, level in enumerate(self.levels, start=1):
+            if level.name.lower() == name.strip().lower():
+                return index
+        if name.strip().isdigit() and (not self.levels or int(name) <= len(self.levels)):
+            return int(name)
+        known = ", ".join(lv.name for lv in self.levels) or "none are named in rules.yaml"
+        raise NotFoundError(f"unknown support level {name!r} (levels: {known})")
+
+    def by_os_user(self, login: str) -> User | None:
+        return next((u for u in self.users.values() if u.os_user == login), None)
 
     def user(self, user_id: str) -> User:
         try:

@@ -19,6 +19,7 @@ from inbox_daemon.cases.model import EDITABLE_FIELDS, Case, FieldChange, diff
 from inbox_daemon.errors import (
     CaseRuleError,
     OpenActivitiesError,
+    PickedByOther,
     ReadOnlyCaseError,
     TransitionError,
 )
@@ -84,9 +85,11 @@ class Assign:
 
 @dataclass(frozen=True, slots=True)
 class Pick:
-    """An agent takes the case from its queue: worked by and owned by them."""
+    """An agent takes the case from its queue: worked by and owned by them. A case someone
+    else is working is taken over only with ``force`` (and they are told)."""
 
     user: str
+    force: bool = False
     action = "pick"
 
 
@@ -99,11 +102,13 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class Escalate:
-    """Raise the support level; optionally give the case a new owner or queue."""
+    """Raise the support level (to ``level``, else the next); optionally give the case a new
+    owner or queue. Which levels exist is the directory's business: the service checks it."""
 
     user: str | None = None
     team: str | None = None
     queue: str | None = None
+    level: int | None = None
     action = "escalate"
 
 
@@ -129,6 +134,30 @@ class Close:
     """Make a resolved case final (the auto-close job, or an agent)."""
 
     action = "close"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Make ``parent`` the case's parent case (the service checks it exists, without a loop)."""
+
+    parent: str
+    action = "link"
+
+
+@dataclass(frozen=True, slots=True)
+class Unlink:
+    """The case has no parent any more."""
+
+    action = "unlink"
+
+
+@dataclass(frozen=True, slots=True)
+class MergeInto:
+    """Close the case as merged into ``target`` (an open case the service moves its activities
+    to): final, with a pointer, whatever open status it was in."""
+
+    target: str
+    action = "merge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +196,9 @@ Event: TypeAlias = (
     | Reactivate
     | Close
     | Cancel
+    | Link
+    | Unlink
+    | MergeInto
     | CustomerReplied
     | AgentReplied
 )
@@ -325,7 +357,17 @@ def _assign(step: _Step, event: Assign) -> None:
 
 
 def _pick(step: _Step, event: Pick) -> None:
-    require_editable(step.case, "pick")
+    case = step.case
+    require_editable(case, "pick")
+    previous = case.worked_by
+    if previous is not None and previous != event.user:
+        if not event.force:
+            raise PickedByOther(
+                f"{case.number} is being worked by {previous}: pick it with --force to take it"
+                f" over ({previous} is told)",
+                previous,
+            )
+        step.effects.append(Notify(previous, None, "taken over"))
     step.update(worked_by=event.user, owner_user=event.user)
     if step.case.status in {S.NEW, S.REOPENED}:
         step.move(S.IN_PROGRESS)
@@ -342,7 +384,13 @@ def _escalate(step: _Step, event: Escalate) -> None:
     require_editable(step.case, "escalate")
     if step.case.status is not S.ESCALATED:
         step.move(S.ESCALATED)
-    step.update(support_level=step.case.support_level + 1)
+    level = event.level if event.level is not None else step.case.support_level + 1
+    if level <= step.case.support_level:
+        raise CaseRuleError(
+            f"case {step.case.number} is at support level {step.case.support_level} already:"
+            " escalate goes up a level (assign moves a case without escalating it)"
+        )
+    step.update(support_level=level)
     if event.queue is not None:
         step.update(queue=event.queue, worked_by=None)
     if event.team is not None:
@@ -396,6 +444,38 @@ def _cancel(step: _Step, event: Cancel) -> None:
         step.effects.append(SettleActivities(step.ctx.open_activities, ActivityState.CANCELLED))
 
 
+def _link(step: _Step, event: Link) -> None:
+    case = step.case
+    require_editable(case, "link")
+    if event.parent == case.number:
+        raise CaseRuleError(f"case {case.number} cannot be its own parent")
+    if event.parent == case.parent_number:
+        raise CaseRuleError(f"case {case.number} is linked to {event.parent} already")
+    step.update(parent_number=event.parent)
+
+
+def _unlink(step: _Step, event: Unlink) -> None:
+    require_editable(step.case, "unlink")
+    if step.case.parent_number is None:
+        raise CaseRuleError(f"case {step.case.number} has no parent case")
+    step.update(parent_number=None)
+
+
+def _merge(step: _Step, event: MergeInto) -> None:
+    case = step.case
+    require_editable(case, "merge")
+    if event.target == case.number:
+        raise CaseRuleError(f"case {case.number} cannot be merged into itself")
+    step.update(
+        status=S.CLOSED,
+        closed_at=step.ctx.now,
+        paused_at=None,
+        worked_by=None,
+        merged_into=event.target,
+        resolution=f"Merged into {event.target}",
+    )
+
+
 def _customer_replied(step: _Step, event: CustomerReplied) -> None:
     case = step.case
     if case.status in FINAL:
@@ -433,6 +513,9 @@ _HANDLERS: dict[type[Any], Callable[[_Step, Any], None]] = {
     Reactivate: _reactivate,
     Close: _close,
     Cancel: _cancel,
+    Link: _link,
+    Unlink: _unlink,
+    MergeInto: _merge,
     CustomerReplied: _customer_replied,
     AgentReplied: _agent_replied,
 }
@@ -479,6 +562,8 @@ __all__ = [
     "Effect",
     "Escalate",
     "Event",
+    "Link",
+    "MergeInto",
     "Notify",
     "OpenFollowUp",
     "Outcome",
@@ -489,6 +574,7 @@ __all__ = [
     "Resumed",
     "SetStatus",
     "SettleActivities",
+    "Unlink",
     "apply",
     "can_transition",
     "due_for_auto_close",

@@ -89,6 +89,10 @@ class Case:
     support_level: int = 1
     resolution: str | None = None
     parent_number: str | None = None
+    #: The case this one was merged into (it is closed, and its replies land there).
+    merged_into: str | None = None
+    #: Other customers of the case (from cases merged into it): answered by email too, in Cc.
+    cc_contacts: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
     resolved_at: datetime | None = None

@@ -16,7 +16,6 @@ from inbox_daemon.cli.cases import (
     cmd_cases_list,
     cmd_cases_new,
     cmd_cases_note,
-    cmd_cases_pick,
     cmd_cases_reply,
     cmd_cases_resolve,
     cmd_cases_show,
@@ -33,6 +32,7 @@ from inbox_daemon.cli.intake import (
     cmd_rules_check,
     cmd_rules_explain,
 )
+from inbox_daemon.cli.work import add_work_commands
 from inbox_daemon.config import CONFIG_FILENAME
 from inbox_daemon.errors import InboxError
 from inbox_daemon.logging import configure
@@ -114,19 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue")
     p.set_defaults(func=cmd_cases_assign)
 
-    p = cases.add_parser("escalate", parents=[common, acting], help="raise the support level")
-    p.add_argument("number")
-    p.add_argument("--user")
-    p.add_argument("--team")
-    p.add_argument("--queue")
-    p.set_defaults(
-        func=_event_command(lambda a: lifecycle.Escalate(user=a.user, team=a.team, queue=a.queue))
-    )
-
-    p = cases.add_parser("pick", parents=[common], help="work a case from its queue")
-    p.add_argument("number")
-    p.add_argument("--user", required=True)
-    p.set_defaults(func=cmd_cases_pick)
+    add_work_commands(cases, common, acting)
 
     p = cases.add_parser("release", parents=[common, acting], help="put a picked case back")
     p.add_argument("number")

@@ -97,7 +97,7 @@ def cmd_cases_new(args: argparse.Namespace) -> int:
             origin=Origin(args.origin),
             description=args.description or "",
             queue=args.queue,
-            actor=_actor(args),
+            actor=_actor(args, svc),
         )
 
     print(_run(_with_service(args, go)).number)
@@ -135,14 +135,16 @@ def _report(outcome: lifecycle.Outcome) -> int:
 
 def cmd_cases_reply(args: argparse.Namespace) -> int:
     activity = _run(
-        _with_service(args, lambda svc: svc.reply(args.number, args.text, _actor(args)))
+        _with_service(args, lambda svc: svc.reply(args.number, args.text, _actor(args, svc)))
     )
     print(f"{args.number.upper()}: reply #{activity.id} queued as {activity.message_id}")
     return 0
 
 
 def cmd_cases_note(args: argparse.Namespace) -> int:
-    activity = _run(_with_service(args, lambda svc: svc.note(args.number, args.text, _actor(args))))
+    activity = _run(
+        _with_service(args, lambda svc: svc.note(args.number, args.text, _actor(args, svc)))
+    )
     print(f"{args.number.upper()}: note #{activity.id} added")
     return 0
 
@@ -155,22 +157,18 @@ def cmd_cases_assign(args: argparse.Namespace) -> int:
             _with_service(
                 args,
                 lambda svc: svc.assign(
-                    args.number, _actor(args), user=args.user, team=args.team, queue=args.queue
+                    args.number, _actor(args, svc), user=args.user, team=args.team, queue=args.queue
                 ),
             )
         )
     )
 
 
-def cmd_cases_pick(args: argparse.Namespace) -> int:
-    return _report(_run(_with_service(args, lambda svc: svc.pick(args.number, args.user))))
-
-
 def _event_command(make: Callable[[argparse.Namespace], lifecycle.Event]) -> Callable[..., int]:
     def command(args: argparse.Namespace) -> int:
         event = make(args)
         return _report(
-            _run(_with_service(args, lambda svc: svc.change(args.number, event, _actor(args))))
+            _run(_with_service(args, lambda svc: svc.change(args.number, event, _actor(args, svc))))
         )
 
     return command
@@ -184,7 +182,7 @@ def cmd_cases_resolve(args: argparse.Namespace) -> int:
                 lambda svc: svc.resolve(
                     args.number,
                     args.resolution,
-                    _actor(args),
+                    _actor(args, svc),
                     cancel_open_activities=args.cancel_open_activities,
                 ),
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -56,8 +57,30 @@ async def _with_service(
     return await _with_runtime(args, lambda runtime: work(runtime.service), with_rules=with_rules)
 
 
-def _actor(args: argparse.Namespace) -> Actor:
-    return Actor.user(args.as_user) if getattr(args, "as_user", None) else Actor.system("cli")
+def _actor(args: argparse.Namespace, service: CaseService) -> Actor:
+    """Who a command acts as: ``--as`` (an active agent of rules.yaml), else the agent whose
+    ``os_user`` is the login running the command, else ``system:cli``."""
+    agent = _agent(args, service)
+    return Actor.user(agent) if agent is not None else Actor.system("cli")
+
+
+def _agent(args: argparse.Namespace, service: CaseService) -> str | None:
+    directory = service.directory
+    name = getattr(args, "as_user", None)
+    if name:
+        user = directory.users.get(name)
+        if user is None:
+            known = ", ".join(sorted(directory.users)) or "none are configured"
+            raise UsageError(f"--as {name!r} is not an agent in rules.yaml (agents: {known})")
+        if not user.active:
+            raise UsageError(f"--as {name!r}: {user.name} is not an active agent")
+        return user.id
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        return None
+    user = directory.by_os_user(login)
+    return user.id if user is not None and user.active else None
 
 
 def _iso(value: Any) -> Any:
@@ -90,12 +113,18 @@ def _print_view(view: CaseView) -> None:
     for name in (
         "status", "priority", "origin", "contact_email", "contact_slack", "queue",
         "owner_team", "owner_user", "worked_by", "support_level", "category", "reason",
-        "first_response_due", "resolve_by_due", "resolution", "parent_number",
+        "first_response_due", "resolve_by_due", "resolution", "parent_number", "merged_into",
         "created_at", "updated_at", "resolved_at", "closed_at",
     ):  # fmt: skip
         value = getattr(c, name)
         if value not in (None, ""):
             print(f"  {name.replace('_', ' ')}: {_iso(value)}")
+    if c.cc_contacts:
+        print(f"  cc contacts: {', '.join(c.cc_contacts)}")
+    if view.children:
+        print(f"  child cases: {', '.join(view.children)}")
+    if view.merged:
+        print(f"  merged from: {', '.join(view.merged)}")
     print("activities:")
     for a in view.activities:
         extra = f" [{a.delivery_state}]" if a.delivery_state else ""
@@ -111,6 +140,8 @@ def _print_view(view: CaseView) -> None:
 def _view_dict(view: CaseView) -> dict[str, Any]:
     return {
         "case": _case_dict(view.case),
+        "children": list(view.children),
+        "merged": list(view.merged),
         "activities": [
             {col: _iso(getattr(a, col)) for col in a.__table__.columns.keys()}  # noqa: SIM118
             for a in view.activities

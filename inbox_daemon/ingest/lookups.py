@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inbox_daemon.acknowledge import RATE_WINDOW, recent_automatic_counts
 from inbox_daemon.cases.model import find_case_number
 from inbox_daemon.messages import InboundMessage
-from inbox_daemon.store import intake
+from inbox_daemon.store import intake, links
 from inbox_daemon.store.tables import CaseRow
 from inbox_daemon.store.unit import unit_of
 
@@ -74,8 +74,8 @@ class BatchLookups:
             lookups._thread(mid, activity_id, case)
         numbers = {n for m in messages if (n := find_case_number(m.subject)) is not None}
         lookups.numbers = dict.fromkeys(numbers)
-        for case in await intake.cases_by_numbers(session, numbers):
-            lookups.numbers[case.number] = case
+        found = {case.number: case for case in await intake.cases_by_numbers(session, numbers)}
+        lookups.numbers.update(await links.surviving(session, found))  # a merged case's number
         return lookups
 
     def attach(self, session: AsyncSession) -> None:

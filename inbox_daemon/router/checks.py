@@ -62,6 +62,7 @@ class _Checker:
         self._duplicates("queue id", [(q.spec.id, q.path) for q in self.doc.queues], "id")
         self._duplicates("rule name", [(r.spec.name, r.path) for r in self.doc.rules], "name")
         self._teams()
+        self._levels()
         for queue in self.doc.queues:
             if queue.spec.team is not None:
                 self._ref("team", queue.spec.team, self.teams, (*queue.path, "team"))
@@ -103,6 +104,26 @@ class _Checker:
                 if member not in self.users:
                     hint = did_you_mean(member, sorted(self.users))
                     self.error(f"team {team.spec.id!r} member {member!r} is not a user{hint}", path)
+
+    def _levels(self) -> None:
+        levels = [(lv.spec.name, lv.path) for lv in self.doc.support_levels]
+        self._duplicates("support level", levels, "name")
+        for level in self.doc.support_levels:
+            if level.spec.team is not None:
+                self._ref("team", level.spec.team, self.teams, (*level.path, "team"))
+            if level.spec.queue is not None:
+                self._ref("queue", level.spec.queue, self.queues, (*level.path, "queue"))
+        logins: dict[str, str] = {}
+        for user in self.doc.users:
+            login = user.spec.os_user
+            if login is None:
+                continue
+            if login in logins:
+                self.error(
+                    f"os_user {login!r} is {logins[login]}'s already: a login is one agent's",
+                    (*user.path, "os_user"),
+                )
+            logins.setdefault(login, user.spec.id)
 
     def _calendars(self) -> None:
         shared = [(h.spec, h.path) for h in self.doc.holidays]

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inbox_daemon.cases.directory import Directory, Queue, Team, User
+from inbox_daemon.cases.directory import Directory, Queue, SupportLevel, Team, User
 from inbox_daemon.cases.sla import BusinessCalendar, SlaPolicy
 from inbox_daemon.errors import RulesError
 from inbox_daemon.router.checks import check_document, default_calendar
@@ -121,6 +121,7 @@ def _build(doc: Document, smap: SourceMap, version: str) -> LoadedRules:
                 email=u.spec.email,
                 slack_id=u.spec.slack_id,
                 active=u.spec.active,
+                os_user=u.spec.os_user,
             )
             for u in doc.users
         ),
@@ -142,6 +143,10 @@ def _build(doc: Document, smap: SourceMap, version: str) -> LoadedRules:
                 default_priority=q.spec.default_priority,
             )
             for q in doc.queues
+        ),
+        levels=(
+            SupportLevel(name=lv.spec.name, team=lv.spec.team, queue=lv.spec.queue)
+            for lv in doc.support_levels
         ),
     )
     shared = [h.spec for h in doc.holidays]

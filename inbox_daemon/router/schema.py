@@ -70,6 +70,7 @@ __all__ = [
     "RuleSpec",
     "RulesErrors",
     "SlaSpec",
+    "SupportLevelSpec",
     "TeamSpec",
     "TextMatch",
     "UserSpec",
@@ -112,7 +113,17 @@ class UserSpec(Spec):
     name: Text | None = None
     email: Text | None = None
     slack_id: Text | None = None
+    #: The agent's login name on the machines where they run the CLI: their default ``--as``.
+    os_user: Text | None = None
     active: bool = True
+
+
+class SupportLevelSpec(Spec):
+    """A support level (``L1``, ``L2``…), in escalation order; ``team`` takes its cases."""
+
+    name: Text
+    team: Text | None = None
+    queue: Text | None = None
 
 
 class TeamSpec(Spec):
@@ -360,6 +371,7 @@ class DocumentSpec(Spec):
     users: list[Any] = []
     teams: list[Any] = []
     queues: list[Any] = []
+    support_levels: list[Any] = []
     business_hours: dict[str, Any] = {}
     holidays: list[Any] = []
     sla: dict[str, Any] = {}

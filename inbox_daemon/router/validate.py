@@ -28,6 +28,7 @@ from inbox_daemon.router.schema import (
     QueueSpec,
     RuleSpec,
     SlaSpec,
+    SupportLevelSpec,
     TeamSpec,
     UserSpec,
     did_you_mean,
@@ -55,6 +56,7 @@ class Document:
     users: list[Item[UserSpec]] = field(default_factory=list)
     teams: list[Item[TeamSpec]] = field(default_factory=list)
     queues: list[Item[QueueSpec]] = field(default_factory=list)
+    support_levels: list[Item[SupportLevelSpec]] = field(default_factory=list)
     calendars: dict[str, Item[CalendarSpec]] = field(default_factory=dict)
     holidays: list[Item[HolidaySpec]] = field(default_factory=list)
     sla: dict[str, Item[SlaSpec]] = field(default_factory=dict)
@@ -113,6 +115,10 @@ def validate_document(data: object, smap: SourceMap) -> tuple[Document, list[Rul
     doc.users = _items(section("users"), "users", UserSpec, "id", doc, smap, errors)
     doc.teams = _items(section("teams"), "teams", TeamSpec, "id", doc, smap, errors)
     doc.queues = _items(section("queues"), "queues", QueueSpec, "id", doc, smap, errors)
+    doc.support_levels = _items(
+        _levels(section("support_levels")), "support_levels", SupportLevelSpec, "name", doc,
+        smap, errors,
+    )  # fmt: skip
     doc.holidays = _items(section("holidays"), "holidays", HolidaySpec, "", doc, smap, errors)
     doc.rules = _items(section("rules"), "rules", RuleSpec, "name", doc, smap, errors)
     doc.calendars = _named(
@@ -125,6 +131,13 @@ def validate_document(data: object, smap: SourceMap) -> tuple[Document, list[Rul
         if spec is not None:
             doc.default = Item(spec, ("default",))
     return doc, errors
+
+
+def _levels(raw: object) -> object:
+    """``support_levels: [L1, L2]`` is short for ``[{name: L1}, {name: L2}]``."""
+    if not isinstance(raw, list):
+        return raw
+    return [{"name": item} if isinstance(item, str) else item for item in raw]
 
 
 def _one(

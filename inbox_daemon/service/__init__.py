@@ -5,6 +5,7 @@ Its verbs come in families, one module each, joined in :class:`CaseService`:
 
 - :mod:`.reading`: a case, a case with its history, a list of cases;
 - :mod:`.changes`: create a case, apply a lifecycle event (assign, pick, resolve, close …);
+- :mod:`.links`: link a case to its parent, merge a duplicate, close by hand;
 - :mod:`.activities`: notes, tasks, agents' answers, automatic answers, a customer's edit;
 - :mod:`.incoming`: the activity of a message taken in, receipts (for intake's transaction);
 - :mod:`.delivery`: what the outbox may send and what became of it (:class:`DeliveryLedger`).
@@ -27,10 +28,11 @@ from inbox_daemon.service.core import (
 )
 from inbox_daemon.service.delivery import DeliveryLedger
 from inbox_daemon.service.incoming import IncomingContents, IncomingVerbs
+from inbox_daemon.service.links import LinkVerbs
 from inbox_daemon.service.reading import ReadingVerbs
 
 
-class CaseService(ActivityVerbs, IncomingVerbs, ReadingVerbs):
+class CaseService(ActivityVerbs, IncomingVerbs, LinkVerbs, ReadingVerbs):
     """Every verb on cases and their activities (see the families above)."""
 
 

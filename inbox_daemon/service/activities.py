@@ -193,6 +193,7 @@ class ActivityVerbs(ChangeVerbs):
         activity = await self.queue_outgoing_in(
             session, row, last_in, text, actor, kind=spec.activity_kind, channel=spec.name,
             recipients=[recipient], automatic=automatic,
+            cc=[c for c in row.cc_contacts if c != recipient] if spec.contact == "email" else [],
         )  # fmt: skip
         await session.flush()
         return activity
@@ -208,6 +209,7 @@ class ActivityVerbs(ChangeVerbs):
         kind: ActivityKind,
         channel: str,
         recipients: Sequence[str],
+        cc: Sequence[str] = (),
         automatic: bool = False,
         automatic_to: str | None = None,
         now: datetime | None = None,
@@ -235,6 +237,7 @@ class ActivityVerbs(ChangeVerbs):
             subject=subject,
             body_text=text,
             recipients=list(recipients),
+            cc=list(cc),
             automatic_to=automatic_to,
             message_id=self.new_message_id(row.number),
             in_reply_to=in_reply_to,

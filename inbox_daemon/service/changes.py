@@ -224,8 +224,11 @@ class ChangeVerbs(ServiceCore):
             self.directory.queue(queue)
         return await self.change(number, lifecycle.Assign(user=user, team=team, queue=queue), actor)
 
-    async def pick(self, number: str, user: str, actor: Actor | None = None) -> lifecycle.Outcome:
-        """Queue Pick: the user works the case. They must be a member of the queue's team."""
+    async def pick(
+        self, number: str, user: str, actor: Actor | None = None, *, force: bool = False
+    ) -> lifecycle.Outcome:
+        """Queue Pick: the user works the case. They must be a member of the queue's team; a
+        case another agent is working is taken over only with ``force``."""
         self.directory.active_user(user)
         async with self.db.transaction() as session:
             row = await repo.get_case_row(session, norm_number(number), for_update=True)
@@ -233,8 +236,59 @@ class ChangeVerbs(ServiceCore):
                 raise CaseRuleError(
                     f"{user} cannot pick {row.number}: not a member of queue {row.queue}'s team"
                 )
+            taken_from = row.worked_by if force and row.worked_by not in (None, user) else None
             return await self.change_in(
-                session, row, lifecycle.Pick(user), actor or Actor.user(user)
+                session,
+                row,
+                lifecycle.Pick(user, force=force),
+                actor or Actor.user(user),
+                detail={"taken_over_from": taken_from},
+            )
+
+    async def escalate(
+        self,
+        number: str,
+        actor: Actor,
+        *,
+        level: str | None = None,
+        user: str | None = None,
+        team: str | None = None,
+        queue: str | None = None,
+        reason: str | None = None,
+    ) -> lifecycle.Outcome:
+        """Raise the case to the next support level (or the named one) and hand it to that
+        level's team and queue, unless a team, queue or user is given (checked as for assign).
+        Refused past the last level named in rules.yaml."""
+        directory = self.directory
+        if user is not None:
+            directory.active_user(user)
+        if team is not None:
+            directory.team(team)
+        if queue is not None:
+            directory.queue(queue)
+        wanted = directory.level_number(level) if level is not None else None
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, norm_number(number), for_update=True)
+            target = wanted if wanted is not None else row.support_level + 1
+            levels = directory.levels
+            if target <= row.support_level:
+                raise CaseRuleError(
+                    f"case {row.number} is at {directory.level_name(row.support_level)} already:"
+                    " escalate goes up a level (assign moves a case without escalating it)"
+                )
+            if levels and target > len(levels):
+                raise CaseRuleError(
+                    f"case {row.number} is at the last support level"
+                    f" ({directory.level_name(row.support_level)}): it cannot be escalated further"
+                )
+            if levels:
+                named = levels[target - 1]
+                team = team if team is not None or user is not None else named.team
+                queue = queue if queue is not None else named.queue
+            event = lifecycle.Escalate(user=user, team=team, queue=queue, level=target)
+            detail = {"level": directory.level_name(target), "reason": (reason or "").strip()}
+            return await self.change_in(
+                session, row, event, actor, detail={k: v for k, v in detail.items() if v}
             )
 
     async def resolve(

@@ -60,6 +60,10 @@ class CaseView:
     case: Case
     activities: list[ActivityRow]
     audit: list[AuditRow]
+    #: The numbers of the cases whose parent this one is.
+    children: tuple[str, ...] = ()
+    #: The numbers of the cases merged into this one.
+    merged: tuple[str, ...] = ()
 
 
 _HEADERS = HeaderRegistry()

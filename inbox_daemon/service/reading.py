@@ -8,6 +8,7 @@ from inbox_daemon.cases.enums import Status
 from inbox_daemon.cases.model import Case
 from inbox_daemon.service.core import CaseView, ServiceCore, norm_number
 from inbox_daemon.store import cases as repo
+from inbox_daemon.store import links
 
 
 class ReadingVerbs(ServiceCore):
@@ -24,6 +25,8 @@ class ReadingVerbs(ServiceCore):
                 case,
                 await repo.activities_of(session, row.id),
                 await repo.audit_of(session, row.id),
+                children=tuple(await links.children_of(session, row.id)),
+                merged=tuple(await links.merged_from(session, row.number)),
             )
 
     async def find(

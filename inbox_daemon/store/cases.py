@@ -42,6 +42,7 @@ _PLAIN_FIELDS = (
     "worked_by",
     "support_level",
     "resolution",
+    "merged_into",
     "created_at",
     "updated_at",
     "resolved_at",
@@ -91,6 +92,7 @@ def to_domain(row: CaseRow, parent_number: str | None = None) -> Case:
         priority=Priority(row.priority),
         origin=Origin(row.origin),
         parent_number=parent_number,
+        cc_contacts=tuple(row.cc_contacts or ()),
         **values,
     )
 
@@ -103,6 +105,8 @@ def write_back(row: CaseRow, case: Case) -> None:
     row.status = case.status.value
     row.priority = case.priority.value
     row.origin = case.origin.value
+    if list(row.cc_contacts or ()) != list(case.cc_contacts):
+        row.cc_contacts = list(case.cc_contacts)
 
 
 def new_row(case: Case, parent_id: int | None = None) -> CaseRow:

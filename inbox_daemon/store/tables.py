@@ -125,6 +125,10 @@ class CaseRow(Base):
     support_level: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     resolution: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    #: The number of the case this one was merged into.
+    merged_into: Mapped[str | None] = mapped_column(String(32))
+    #: Other customers' email addresses (of cases merged into this one), answered in Cc.
+    cc_contacts: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     tags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

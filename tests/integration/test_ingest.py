@@ -942,3 +942,20 @@ async def test_a_batch_writes_exactly_what_one_message_at_a_time_writes(
     assert tagged["CAS-000006"] == ("regular",)  # ann, whose case was reopened in the batch
     assert tagged["CAS-000007"] == ()  # erin's first
     assert tagged["CAS-000008"] == ("regular",)  # erin's second
+
+
+async def test_replies_to_a_merged_cases_thread_land_on_the_case_it_went_into(
+    ingest: Ingestor, svc: CaseService
+) -> None:
+    await ingest(delivery(mail(1)))
+    await ingest(delivery(mail(2, "Printer smoking again", sender="ben@example.com")))
+    ours = await svc.reply("CAS-000002", "Unplug it.", AGENT)
+    await svc.merge("CAS-000002", "CAS-000001", AGENT)
+    by_header = await ingest(
+        delivery(mail(3, "Re: Printer", sender="ben@example.com", in_reply_to=(ours.message_id,)))
+    )
+    assert (by_header.outcome, by_header.case_number) == ("appended", "CAS-000001")
+    by_token = await ingest(delivery(mail(4, "Re: [CAS-000002] still", sender="ben@example.com")))
+    assert (by_token.outcome, by_token.case_number) == ("appended", "CAS-000001")
+    assert (await svc.get("CAS-000002")).status is Status.CLOSED
+    assert await rows(svc.db, CaseRow) == 2  # no follow-up case of the closed duplicate

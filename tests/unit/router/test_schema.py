@@ -207,9 +207,10 @@ def test_unknown_keys_name_the_allowed_keys() -> None:
     assert errors(text) == "\n".join(
         [
             "rules.yaml:2:1: unknown key 'userz' (did you mean 'users'?); expected one of: "
-            "version, users, teams, queues, business_hours, holidays, sla, rules, default",
+            "version, users, teams, queues, support_levels, business_hours, holidays, sla, rules, "
+            "default",
             "rules.yaml:4:15: unknown key 'nmae' (did you mean 'name'?); expected one of: "
-            "id, name, email, slack_id, active",
+            "id, name, email, slack_id, os_user, active",
             "rules.yaml:7:19: unknown key 'sujbect' (did you mean 'subject'?); expected one of: "
             "channel, mailbox, from, from_domain, to, cc, subject, body, header, has_attachment, "
             "automatic, "
@@ -616,7 +617,8 @@ def test_all_errors_are_reported_in_file_order() -> None:
     assert errors(text).splitlines() == [
         "rules.yaml:3:39: bad regex '(': missing ), unterminated subpattern at position 0",
         "rules.yaml:3:60: unknown queue 'nope'",
-        "rules.yaml:5:15: unknown key 'colour'; expected one of: id, name, email, slack_id, active",
+        "rules.yaml:5:15: unknown key 'colour'; expected one of: id, name, email, slack_id, "
+        "os_user, active",
     ]
 
 
@@ -710,4 +712,26 @@ def test_an_unknown_automatic_mail_policy_names_the_choices() -> None:
     assert errors(text) == (
         "rules.yaml:3:63: unknown automatic_mail policy 'recrod' (did you mean 'record'?); "
         "expected one of: case, record, ignore"
+    )
+
+
+def test_support_levels_and_logins_are_checked() -> None:
+    text = """
+        version: 1
+        users:
+          - {id: ann, os_user: amartin}
+          - {id: bob, os_user: amartin}
+        teams: [{id: t1, members: [ann]}]
+        support_levels:
+          - L1
+          - {name: L2, team: t2}
+          - {name: L1, queue: nowhere}
+        """
+    assert errors(text) == "\n".join(
+        [
+            "rules.yaml:4:24: os_user 'amartin' is ann's already: a login is one agent's",
+            "rules.yaml:8:22: unknown team 't2'",
+            "rules.yaml:9:12: duplicate support level 'L1' (first defined at line 7)",
+            "rules.yaml:9:23: unknown queue 'nowhere'",
+        ]
     )
