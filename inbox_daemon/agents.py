@@ -36,6 +36,7 @@ from inbox_daemon.channels.slack.actions import (
     AgentRefused,
     CaseDetails,
     CaseListing,
+    EscalationChoices,
 )
 from inbox_daemon.channels.slack.background import Background
 from inbox_daemon.channels.slack.errors import error_code
@@ -58,6 +59,8 @@ OPEN_STATUSES = tuple(s for s in Status if s.open)
 #: Intake outcomes after which the case's card is drawn again.
 CARD_OUTCOMES = frozenset({"created", "appended", "reopened", "follow_up", "recorded"})
 _SLACK_TROUBLE = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
+#: What an agent is told, by the reason of a notification, where "was <reason> to you" is wrong.
+_TOLD = {"taken over": "was taken over from you"}
 _GONE = frozenset({"message_not_found", "channel_not_found", "cant_update_message", "is_archived"})
 
 
@@ -199,7 +202,8 @@ class CaseCards:
             slack_id = await self.slack_id_of(effect.user)
             if slack_id is not None:
                 title = cards.escape(case.title)
-                text = f"{case.number} ({title}) was {effect.reason} to you{who}"
+                told = _TOLD.get(effect.reason, f"was {effect.reason} to you")
+                text = f"{case.number} ({title}) {told}{who}"
                 await self._post(slack_id, f"{text}: see the card in <#{channel}>.")
             return
         team_id = effect.team or case.owner_team
@@ -298,9 +302,9 @@ class SlackAgents:
         work = self.cards.refresh(number, notify=notify, by=agent.id)
         self.background.spawn(work, name=f"card {number}")
 
-    async def pick(self, slack_user: str, number: str) -> ActionResult:
+    async def pick(self, slack_user: str, number: str, *, force: bool = False) -> ActionResult:
         agent = await self.agent(slack_user)
-        outcome = await self.service.pick(number, agent.id, Actor.user(agent.id))
+        outcome = await self.service.pick(number, agent.id, Actor.user(agent.id), force=force)
         return self._done(outcome, agent, "You picked {number}.")
 
     async def release(self, slack_user: str, number: str) -> ActionResult:
@@ -308,10 +312,61 @@ class SlackAgents:
         outcome = await self.service.change(number, lifecycle.Release(), Actor.user(agent.id))
         return self._done(outcome, agent, "{number} is back in its queue.")
 
-    async def escalate(self, slack_user: str, number: str) -> ActionResult:
+    async def escalate(
+        self,
+        slack_user: str,
+        number: str,
+        *,
+        level: str | None = None,
+        team: str | None = None,
+        assignee: str | None = None,
+        reason: str | None = None,
+    ) -> ActionResult:
         agent = await self.agent(slack_user)
-        outcome = await self.service.change(number, lifecycle.Escalate(), Actor.user(agent.id))
-        return self._done(outcome, agent, "{number} is escalated.")
+        user = None
+        if assignee is not None:
+            try:
+                user = (await self.agent(assignee)).id
+            except AgentRefused:
+                raise AgentRefused(f"<@{assignee}> is not an active agent") from None
+        outcome = await self.service.escalate(
+            number, Actor.user(agent.id), level=level, team=team, user=user, reason=reason
+        )
+        name = self.service.directory.level_name(outcome.case.support_level)
+        return self._done(outcome, agent, f"{{number}} is escalated to {name}.")
+
+    async def escalation_choices(self, slack_user: str, number: str) -> EscalationChoices:
+        await self.agent(slack_user)
+        case = await self.service.get(number)
+        directory = self.service.directory
+        above = directory.levels[case.support_level :]
+        return EscalationChoices(
+            case.number,
+            directory.level_name(case.support_level),
+            tuple(level.name for level in above),
+            tuple((t.id, t.name) for t in directory.teams.values()),
+        )
+
+    async def link(self, slack_user: str, number: str, parent: str) -> ActionResult:
+        agent = await self.agent(slack_user)
+        outcome = await self.service.link(number, parent, Actor.user(agent.id))
+        return self._done(outcome, agent, f"{{number}} now has parent case {parent.upper()}.")
+
+    async def unlink(self, slack_user: str, number: str) -> ActionResult:
+        agent = await self.agent(slack_user)
+        outcome = await self.service.unlink(number, Actor.user(agent.id))
+        return self._done(outcome, agent, "{number} has no parent case now.")
+
+    async def merge(self, slack_user: str, number: str, into: str) -> ActionResult:
+        agent = await self.agent(slack_user)
+        outcome = await self.service.merge(number, into, Actor.user(agent.id))
+        self._redraw(into.upper(), agent)
+        return self._done(outcome, agent, f"{{number}} is merged into {into.upper()} and closed.")
+
+    async def close(self, slack_user: str, number: str) -> ActionResult:
+        agent = await self.agent(slack_user)
+        outcome = await self.service.close(number, Actor.user(agent.id))
+        return self._done(outcome, agent, "{number} is closed.")
 
     async def resolve(
         self,

@@ -125,7 +125,9 @@ class CaseRouting:
         actor = Actor.rule(", ".join(decision.rules_fired) or "default")
         try:
             if decision.status is Status.ESCALATED:
-                await self.service.change_in(session, row, lifecycle.Escalate(), actor)
+                last = len(self.service.directory.levels) or None  # never past the last level
+                level = min(row.support_level + 1, last) if last else None
+                await self.service.change_in(session, row, lifecycle.Escalate(level=level), actor)
             elif decision.status in (Status.WAITING_FOR_RESPONSE, Status.ON_HOLD,
                                      Status.IN_PROGRESS):  # fmt: skip
                 await self.service.change_in(

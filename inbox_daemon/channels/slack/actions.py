@@ -24,6 +24,7 @@ __all__ = [
     "AgentRefused",
     "CaseDetails",
     "CaseListing",
+    "EscalationChoices",
 ]
 
 
@@ -72,6 +73,19 @@ class CaseDetails:
     people: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EscalationChoices:
+    """What the Escalate form offers for a case: the levels above its own, and the teams."""
+
+    number: str
+    #: The case's support level, as shown (``L1``, or ``level 1`` when levels have no names).
+    current: str
+    #: The names of the levels it can go to, nearest first (empty: levels are not named).
+    levels: tuple[str, ...]
+    #: (team id, team name) of every team.
+    teams: tuple[tuple[str, str], ...]
+
+
 class AgentActions(Protocol):
     """The agent actions; each takes the acting Slack user id and checks it is an agent."""
 
@@ -79,7 +93,9 @@ class AgentActions(Protocol):
         """The agent id of a Slack user; raises AgentRefused."""
         ...
 
-    async def pick(self, slack_user: str, number: str) -> ActionResult: ...
+    async def pick(self, slack_user: str, number: str, *, force: bool = False) -> ActionResult:
+        """Work the case; another agent's case only with ``force`` (raises PickedByOther)."""
+        ...
 
     async def release(self, slack_user: str, number: str) -> ActionResult: ...
 
@@ -92,7 +108,29 @@ class AgentActions(Protocol):
         cancel_open_activities: bool = False,
     ) -> ActionResult: ...
 
-    async def escalate(self, slack_user: str, number: str) -> ActionResult: ...
+    async def escalate(
+        self,
+        slack_user: str,
+        number: str,
+        *,
+        level: str | None = None,
+        team: str | None = None,
+        assignee: str | None = None,
+        reason: str | None = None,
+    ) -> ActionResult:
+        """Raise the support level (to ``level``, else the next); ``assignee`` is a Slack
+        user id."""
+        ...
+
+    async def escalation_choices(self, slack_user: str, number: str) -> EscalationChoices: ...
+
+    async def link(self, slack_user: str, number: str, parent: str) -> ActionResult: ...
+
+    async def unlink(self, slack_user: str, number: str) -> ActionResult: ...
+
+    async def merge(self, slack_user: str, number: str, into: str) -> ActionResult: ...
+
+    async def close(self, slack_user: str, number: str) -> ActionResult: ...
 
     async def assign(self, slack_user: str, number: str, assignee: str) -> ActionResult:
         """Give the case to ``assignee`` (a Slack user id)."""

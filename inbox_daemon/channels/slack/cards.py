@@ -24,6 +24,7 @@ __all__ = [
     "ACTION_PICK",
     "ACTION_RELEASE",
     "ACTION_RESOLVE",
+    "ACTION_TAKE_OVER",
     "CARD_ACTIONS",
     "NOTE_SHORTCUT",
     "RESOLVE_VIEW",
@@ -47,7 +48,11 @@ ACTION_RELEASE = "case_release"
 ACTION_RESOLVE = "case_resolve"
 ACTION_ESCALATE = "case_escalate"
 ACTION_ASSIGN = "case_assign"
-CARD_ACTIONS = (ACTION_PICK, ACTION_RELEASE, ACTION_RESOLVE, ACTION_ESCALATE, ACTION_ASSIGN)
+#: A forced Pick, from the offer made when another agent works the case.
+ACTION_TAKE_OVER = "case_take_over"
+CARD_ACTIONS = (
+    ACTION_PICK, ACTION_RELEASE, ACTION_RESOLVE, ACTION_ESCALATE, ACTION_ASSIGN, ACTION_TAKE_OVER
+)  # fmt: skip
 ACTIONS_BLOCK = "case_actions"
 #: callback_id of the Resolve modal and of the "Add as internal note" message shortcut.
 RESOLVE_VIEW = "case_resolve_modal"

@@ -26,10 +26,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from inbox_daemon.channels.base import Delivery, Sink
-from inbox_daemon.errors import ChannelUnavailable, InboxError, OpenActivitiesError
+from inbox_daemon.errors import ChannelUnavailable, InboxError, OpenActivitiesError, PickedByOther
 from inbox_daemon.logging import get_logger
 
-from . import cards
+from . import cards, forms
 from .actions import AgentActions
 from .background import Background
 from .files import FileFetcher
@@ -51,9 +51,15 @@ __all__ = ["USAGE", "SlackHandlers"]
 log = get_logger("inbox_daemon.channels.slack")
 
 USAGE = (
-    "*Usage:* `{cmd} list` · `{cmd} show CAS-000123` · `{cmd} pick CAS-000123` · "
-    "`{cmd} resolve CAS-000123 <resolution>` · `{cmd} note CAS-000123 <text>`"
+    "*Usage:* `{cmd} list` · `{cmd} show CAS-000123` · `{cmd} pick CAS-000123 [force]` · "
+    "`{cmd} resolve CAS-000123 <resolution>` · `{cmd} note CAS-000123 <text>` · "
+    "`{cmd} escalate CAS-000123 <reason>` · `{cmd} link CAS-000123 <parent CAS-…>` · "
+    "`{cmd} unlink CAS-000123` · `{cmd} merge CAS-000123 <into CAS-…>` · `{cmd} close CAS-000123`"
 )
+#: ``/case`` verbs that name a case, and those that name a second one after it.
+_NUMBERED = frozenset({"show", "pick", "resolve", "note", "escalate", "link", "unlink", "merge",
+                       "close"})  # fmt: skip
+_PAIRED = frozenset({"link", "merge"})
 _NUMBER = re.compile(r"^CAS-\d{6,}$", re.IGNORECASE)
 
 
@@ -90,6 +96,7 @@ class SlackHandlers:
         app.event("message")(self.on_message)
         app.action(re.compile(f"^({'|'.join(cards.CARD_ACTIONS)})$"))(self.on_card_action)
         app.view(cards.RESOLVE_VIEW)(self.on_resolve)
+        app.view(forms.ESCALATE_VIEW)(self.on_escalate)
         app.command(self.command)(self.on_command)
         app.shortcut(cards.NOTE_SHORTCUT)(self.on_note_shortcut)
         app.event(re.compile(".*"))(self.on_other_event)
@@ -220,23 +227,57 @@ class SlackHandlers:
                 await self.actions.whoami(user)
                 await self._open_modal(str(body.get("trigger_id", "")), number)
                 return
-            if action_id == cards.ACTION_PICK:
-                await self.actions.pick(user, number)
+            if action_id == cards.ACTION_ESCALATE:
+                choices = await self.actions.escalation_choices(user, number)
+                await self._open_view(
+                    str(body.get("trigger_id", "")), forms.escalate_modal(choices)
+                )
+                return
+            if action_id in (cards.ACTION_PICK, cards.ACTION_TAKE_OVER):
+                force = action_id == cards.ACTION_TAKE_OVER
+                result = await self.actions.pick(user, number, force=force)
+                if force:
+                    self.tell(channel, user, result.message)
             elif action_id == cards.ACTION_RELEASE:
                 await self.actions.release(user, number)
-            elif action_id == cards.ACTION_ESCALATE:
-                await self.actions.escalate(user, number)
             elif action_id == cards.ACTION_ASSIGN and action.get("selected_user"):
                 result = await self.actions.assign(user, number, str(action["selected_user"]))
                 self.tell(channel, user, result.message)
+        except PickedByOther as exc:
+            blocks = forms.take_over_blocks(number, str(exc), exc.worker)
+            self.tell(channel, user, f":warning: {exc}", blocks=blocks)
         except InboxError as exc:
             self.tell(channel, user, f":warning: {exc}")
 
     async def _open_modal(self, trigger_id: str, number: str) -> None:
+        await self._open_view(trigger_id, cards.resolve_modal(number))
+
+    async def _open_view(self, trigger_id: str, view: cards.Block) -> None:
         try:
-            await self.client.views_open(trigger_id=trigger_id, view=cards.resolve_modal(number))
+            await self.client.views_open(trigger_id=trigger_id, view=view)
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ChannelUnavailable("slack", f"could not open the Resolve form: {exc}") from None
+            title = view.get("title", {}).get("text", "the")
+            raise ChannelUnavailable("slack", f"could not open {title!r}: {exc}") from None
+
+    async def on_escalate(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str(body["user"]["id"])
+        form = forms.parse_escalate_submission(view)
+        if not form.reason.strip():
+            await ack(response_action="errors", errors={forms.REASON_BLOCK: "Say why."})
+            return
+        try:
+            await self.actions.escalate(
+                user,
+                form.number,
+                level=form.level,
+                team=form.team,
+                assignee=form.assignee,
+                reason=form.reason,
+            )
+        except InboxError as exc:
+            await ack(response_action="errors", errors={forms.REASON_BLOCK: str(exc)})
+            return
+        await ack()
 
     async def on_resolve(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
@@ -294,13 +335,25 @@ class SlackHandlers:
         if sub == "list":
             listing = await self.actions.list_cases(user, command.get("channel_id"))
             return f"{len(listing.mine)} open cases of yours", cards.listing_blocks(listing)
-        if sub in ("show", "pick", "resolve", "note") and not _NUMBER.match(number):
+        if sub in _NUMBERED and not _NUMBER.match(number):
             return f":warning: `{sub}` needs a case number like CAS-000123.\n{usage}", None
+        if sub in _PAIRED and not _NUMBER.match(rest):
+            return f":warning: `{sub}` needs a second case number after {number}.\n{usage}", None
         if sub == "show":
             details = await self.actions.show(user, number)
             return cards.card_fallback(details.case), cards.details_blocks(details)
-        if sub == "pick":
-            return (await self.actions.pick(user, number)).message, None
+        if sub == "pick" and rest.lower() in ("", "force"):
+            return (await self.actions.pick(user, number, force=bool(rest))).message, None
+        if sub == "escalate":
+            return (await self.actions.escalate(user, number, reason=rest or None)).message, None
+        if sub == "link":
+            return (await self.actions.link(user, number, rest.upper())).message, None
+        if sub == "merge":
+            return (await self.actions.merge(user, number, rest.upper())).message, None
+        if sub == "unlink" and not rest:
+            return (await self.actions.unlink(user, number)).message, None
+        if sub == "close" and not rest:
+            return (await self.actions.close(user, number)).message, None
         if sub == "resolve" and rest:
             return (await self.actions.resolve(user, number, rest)).message, None
         if sub == "note" and rest:
@@ -309,15 +362,31 @@ class SlackHandlers:
 
     # --- telling the user ------------------------------------------------------------------
 
-    def tell(self, channel: str | None, user: str, text: str, thread_ts: str | None = None) -> None:
+    def tell(
+        self,
+        channel: str | None,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+        *,
+        blocks: list[cards.Block] | None = None,
+    ) -> None:
         """An ephemeral message to ``user`` in ``channel``, posted after Slack is answered."""
         if channel:
-            self.background.spawn(self._ephemeral(channel, user, text, thread_ts), "slack-tell")
+            work = self._ephemeral(channel, user, text, thread_ts, blocks)
+            self.background.spawn(work, "slack-tell")
 
-    async def _ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None) -> None:
+    async def _ephemeral(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        thread_ts: str | None,
+        blocks: list[cards.Block] | None = None,
+    ) -> None:
         try:
             await self.client.chat_postEphemeral(
-                channel=channel, user=user, text=text, thread_ts=thread_ts
+                channel=channel, user=user, text=text, thread_ts=thread_ts, blocks=blocks
             )
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.warning("ephemeral message not posted", channel=channel, user=user, error=str(exc))

@@ -46,6 +46,9 @@ teams:
 queues:
   - {id: general, name: General, team: tier1, slack_channel: C0SUPPORT}
   - {id: escalations, name: Escalations, team: tier2, slack_channel: C0ESCALATE}
+support_levels:
+  - L1
+  - {name: L2, team: tier2, queue: escalations}
 rules:
   - name: outages
     when: {subject: {regex: "(?i)outage"}}
@@ -187,6 +190,41 @@ def resolve_submission(
                     "options": {"cancel_open": {"type": "checkboxes", "selected_options": chosen}},
                 }
             },
+        },
+    }
+
+
+def escalate_submission(
+    number: str,
+    reason: str,
+    *,
+    level: str | None = None,
+    team: str | None = None,
+    assignee: str | None = None,
+    user: str = ALICE,
+) -> dict[str, Any]:
+    def chosen(value: str | None) -> dict[str, Any]:
+        option = {"text": {"type": "plain_text", "text": "x"}, "value": value}
+        return {"choice": {"type": "static_select", "selected_option": option if value else None}}
+
+    values = {
+        "level": chosen(level),
+        "team": chosen(team),
+        "assignee": {"choice": {"type": "users_select", "selected_user": assignee}},
+        "reason": {"choice": {"type": "plain_text_input", "value": reason}},
+    }
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "test"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "A0TEST",
+        "trigger_id": f"trigger-{next(_ids)}",
+        "view": {
+            "id": "V0ESCALATE",
+            "type": "modal",
+            "callback_id": "case_escalate_modal",
+            "private_metadata": number,
+            "state": {"values": values},
         },
     }
 

@@ -17,6 +17,7 @@ from slack_helpers import (
     STRANGER,
     World,
     block_action,
+    escalate_submission,
     message_event,
     note_shortcut,
     resolve_submission,
@@ -124,17 +125,82 @@ async def test_resolve_through_the_modal(world: World) -> None:
     assert all(b["type"] != "actions" for b in last["blocks"])  # no buttons on a resolved case
 
 
-async def test_escalate_mentions_the_team(world: World) -> None:
+async def test_escalate_through_the_modal_moves_to_the_levels_team(world: World) -> None:
     card = await new_case(world)
     await world.interact(block_action("case_escalate", "CAS-000001", message_ts=card.ts))
+    [opened] = world.api.calls_to("views.open")
+    view = opened["view"]
+    assert (view["callback_id"], view["private_metadata"]) == ("case_escalate_modal", "CAS-000001")
+    [level] = [b for b in view["blocks"] if b.get("block_id") == "level"]
+    assert [o["value"] for o in level["element"]["options"]] == ["L2"]  # the levels above L1
+
+    _, body = await world.interact(escalate_submission("CAS-000001", " "))
+    assert json.loads(body)["errors"] == {"reason": "Say why."}
+    await world.interact(escalate_submission("CAS-000001", "the fuser needs an engineer"))
     case = await world.svc.get("CAS-000001")
     assert (case.status.value, case.support_level) == ("escalated", 2)
+    assert (case.queue, case.owner_team) == ("escalations", "tier2")
+    [escalated] = [e for e in await audit(world, "escalate") if e.field == "support_level"]
+    assert escalated.detail == {"level": "L2", "reason": "the fuser needs an engineer"}
     await world.settle()
-    assert "Escalated" in updates_of(world, card)[-1].blocks_text
-    thread = [c["text"] for c in world.posts(AGENTS_CHANNEL, thread=True)]
+    new_card = await world.card("CAS-000001")
+    assert new_card.channel == "C0ESCALATE"  # the level's queue is worked in another channel
+    thread = [c["text"] for c in world.posts("C0ESCALATE", thread=True)]
     [notice] = [t for t in thread if "escalated" in t]
-    assert "<@U01ALICE>" in notice  # tier1 members with a Slack id (dave is inactive)
-    assert "<@U0DAVE>" not in notice
+    assert "<@U0CAROL>" in notice
+    assert "<@U01ALICE>" in notice  # tier2 members with a Slack id
+
+    _, body = await world.interact(escalate_submission("CAS-000001", "more", level="L2"))
+    assert "is at L2 already" in json.loads(body)["errors"]["reason"]
+    _, body = await world.interact(escalate_submission("CAS-000001", "more"))
+    assert "last support level (L2)" in json.loads(body)["errors"]["reason"]
+    assert (await world.svc.get("CAS-000001")).support_level == 2
+
+
+async def test_picking_a_case_someone_works_offers_a_confirmed_take_over(world: World) -> None:
+    card = await new_case(world)
+    await world.svc.pick("CAS-000001", "bob")
+    await world.interact(block_action("case_pick", "CAS-000001", message_ts=card.ts))
+    await world.settle()
+    assert (await world.svc.get("CAS-000001")).worked_by == "bob"
+    [offer] = [c for c in world.api.calls_to("chat.postEphemeral") if c["user"] == ALICE]
+    assert "being worked by bob" in offer["text"]
+    [button] = [e for b in offer["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert (button["action_id"], button["value"]) == ("case_take_over", "CAS-000001")
+    assert button["confirm"]["confirm"]["text"] == "Take over"  # Slack asks before it sends
+    await world.interact(block_action("case_take_over", "CAS-000001", message_ts=card.ts))
+    await world.settle()
+    case = await world.svc.get("CAS-000001")
+    assert (case.worked_by, case.owner_user) == ("alice", "alice")
+    [taken] = [e for e in await audit(world, "pick") if e.field == "worked_by"][-1:]
+    assert taken.detail == {"taken_over_from": "bob"}
+    [dm] = world.posts(BOB)
+    assert "was taken over from you by <@U01ALICE>" in dm["text"]
+
+
+async def test_case_command_links_merges_and_closes(world: World) -> None:
+    await new_case(world)
+    await world.event(message_event("Printer on fire again", ts="1710000100.000001"))
+    await world.event(message_event("Scanner jams", ts="1710000200.000001"))
+    await world.settle()
+
+    async def say(text: str) -> str:
+        return str(json.loads((await world.command(text))[1])["text"])
+
+    assert "parent case CAS-000001" in await say("link CAS-000003 CAS-000001")
+    assert (await world.svc.get("CAS-000003")).parent_number == "CAS-000001"
+    assert "has no parent case now" in await say("unlink CAS-000003")
+    assert "needs a second case number" in await say("merge CAS-000002")
+    assert "merged into CAS-000001" in await say("merge cas-000002 cas-000001")
+    merged = await world.svc.get("CAS-000002")
+    assert (merged.status.value, merged.merged_into) == ("closed", "CAS-000001")
+    assert (await say("merge CAS-000003 CAS-000002")).startswith(":warning:")
+    assert "cannot change status" in await say("close CAS-000003")
+    await world.svc.resolve("CAS-000003", "cleaned the rollers", Actor.user("alice"))
+    assert "CAS-000003 is closed" in await say("close CAS-000003")
+    assert "escalated to L2" in await say("escalate CAS-000001 customer is a hospital")
+    assert "taken" not in await say("pick CAS-000001")
+    assert "Usage" in await say("unlink CAS-000001 extra words")
 
 
 async def test_assign_with_the_user_picker_notifies_the_assignee(world: World) -> None:
