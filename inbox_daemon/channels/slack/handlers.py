@@ -29,7 +29,7 @@ from inbox_daemon.channels.base import Delivery, Sink
 from inbox_daemon.errors import ChannelUnavailable, InboxError, OpenActivitiesError, PickedByOther
 from inbox_daemon.logging import get_logger
 
-from . import cards, forms
+from . import cards, escalation
 from .actions import AgentActions
 from .background import Background
 from .files import FileFetcher
@@ -96,7 +96,7 @@ class SlackHandlers:
         app.event("message")(self.on_message)
         app.action(re.compile(f"^({'|'.join(cards.CARD_ACTIONS)})$"))(self.on_card_action)
         app.view(cards.RESOLVE_VIEW)(self.on_resolve)
-        app.view(forms.ESCALATE_VIEW)(self.on_escalate)
+        app.view(escalation.ESCALATE_VIEW)(self.on_escalate)
         app.command(self.command)(self.on_command)
         app.shortcut(cards.NOTE_SHORTCUT)(self.on_note_shortcut)
         app.event(re.compile(".*"))(self.on_other_event)
@@ -230,7 +230,7 @@ class SlackHandlers:
             if action_id == cards.ACTION_ESCALATE:
                 choices = await self.actions.escalation_choices(user, number)
                 await self._open_view(
-                    str(body.get("trigger_id", "")), forms.escalate_modal(choices)
+                    str(body.get("trigger_id", "")), escalation.escalate_modal(choices)
                 )
                 return
             if action_id in (cards.ACTION_PICK, cards.ACTION_TAKE_OVER):
@@ -244,7 +244,7 @@ class SlackHandlers:
                 result = await self.actions.assign(user, number, str(action["selected_user"]))
                 self.tell(channel, user, result.message)
         except PickedByOther as exc:
-            blocks = forms.take_over_blocks(number, str(exc), exc.worker)
+            blocks = escalation.take_over_blocks(number, str(exc), exc.worker)
             self.tell(channel, user, f":warning: {exc}", blocks=blocks)
         except InboxError as exc:
             self.tell(channel, user, f":warning: {exc}")
@@ -261,9 +261,9 @@ class SlackHandlers:
 
     async def on_escalate(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
-        form = forms.parse_escalate_submission(view)
+        form = escalation.parse_escalate_submission(view)
         if not form.reason.strip():
-            await ack(response_action="errors", errors={forms.REASON_BLOCK: "Say why."})
+            await ack(response_action="errors", errors={escalation.REASON_BLOCK: "Say why."})
             return
         try:
             await self.actions.escalate(
@@ -275,7 +275,7 @@ class SlackHandlers:
                 reason=form.reason,
             )
         except InboxError as exc:
-            await ack(response_action="errors", errors={forms.REASON_BLOCK: str(exc)})
+            await ack(response_action="errors", errors={escalation.REASON_BLOCK: str(exc)})
             return
         await ack()
 

@@ -1,4 +1,4 @@
-"""Block Kit builders of the agent forms beyond the card: the Escalate modal and the "take
+"""Block Kit builders of the Escalate modal and of the "take over" offer of a refused Pick.
 over" offer of a refused Pick. Pure functions, as in :mod:`.cards`."""
 
 from __future__ import annotations
