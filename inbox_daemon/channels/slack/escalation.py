@@ -1,5 +1,5 @@
 """Block Kit builders of the Escalate modal and of the "take over" offer of a refused Pick.
-over" offer of a refused Pick. Pure functions, as in :mod:`.cards`."""
+Pure functions, as in :mod:`.cards`."""
 
 from __future__ import annotations
 
