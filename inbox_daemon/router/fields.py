@@ -23,6 +23,7 @@ import holidays as holidays_lib
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from inbox_daemon.cases.accounts import EntitlementState, Period
 from inbox_daemon.cases.calendar import WEEKDAYS
 from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import AutomaticMail, Priority, Status
@@ -34,6 +35,8 @@ __all__ = [
     "Country",
     "DayHours",
     "Duration",
+    "EntitlementChoice",
+    "PeriodChoice",
     "PriorityChoice",
     "PriorityList",
     "StatusChoice",
@@ -107,6 +110,10 @@ PriorityChoice = Annotated[Priority, BeforeValidator(_choice(Priority, "priority
 StatusChoice = Annotated[Status, BeforeValidator(_choice(Status, "status"))]
 AutomaticMailChoice = Annotated[
     AutomaticMail, BeforeValidator(_choice(AutomaticMail, "automatic_mail policy"))
+]
+PeriodChoice = Annotated[Period, BeforeValidator(_choice(Period, "allowance period"))]
+EntitlementChoice = Annotated[
+    EntitlementState, BeforeValidator(_choice(EntitlementState, "entitlement state"))
 ]
 StrategyChoice = Annotated[
     AssignmentStrategy, BeforeValidator(_choice(AssignmentStrategy, "strategy"))

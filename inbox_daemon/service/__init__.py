@@ -19,9 +19,11 @@ from inbox_daemon.service.activities import ActivityVerbs
 from inbox_daemon.service.core import (
     CaseView,
     Clock,
+    EntitlementCheck,
     SlaLookup,
     Source,
     StoredFile,
+    ZoneLookup,
     parse_contact,
     utcnow,
 )
@@ -39,11 +41,13 @@ __all__ = [
     "CaseView",
     "Clock",
     "DeliveryLedger",
+    "EntitlementCheck",
     "IncomingContents",
     "NotFoundError",
     "SlaLookup",
     "Source",
     "StoredFile",
+    "ZoneLookup",
     "parse_contact",
     "utcnow",
 ]

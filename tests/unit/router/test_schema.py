@@ -207,14 +207,15 @@ def test_unknown_keys_name_the_allowed_keys() -> None:
     assert errors(text) == "\n".join(
         [
             "rules.yaml:2:1: unknown key 'userz' (did you mean 'users'?); expected one of: "
-            "version, users, teams, queues, business_hours, holidays, sla, rules, default",
+            "version, users, teams, queues, business_hours, holidays, sla, accounts, entitlements, "
+            "rules, default",
             "rules.yaml:4:15: unknown key 'nmae' (did you mean 'name'?); expected one of: "
             "id, name, email, slack_id, active",
             "rules.yaml:7:19: unknown key 'sujbect' (did you mean 'subject'?); expected one of: "
             "channel, mailbox, from, from_domain, to, cc, subject, body, header, has_attachment, "
             "automatic, "
             "attachment_type, slack_channel, customer_has_open_cases, is_reply, is_reopen, "
-            "priority, business_hours, all, any, not",
+            "priority, account, tier, entitlement, business_hours, all, any, not",
             "rules.yaml:9:5: unknown key 'stopp' (did you mean 'stop'?); expected one of: "
             "name, description, enabled, when, then, stop",
         ]
