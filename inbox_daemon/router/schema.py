@@ -37,11 +37,11 @@ from inbox_daemon.router.fields import (
     ChannelList,
     Country,
     DayHours,
-    Duration,
     EntitlementChoice,
     PeriodChoice,
     PriorityChoice,
     PriorityList,
+    SlaDuration,
     StatusChoice,
     StrategyChoice,
     Text,
@@ -190,8 +190,8 @@ class CalendarSpec(Spec):
 class SlaSpec(Spec):
     """Targets per priority; ``business_time`` counts only the calendar's open hours."""
 
-    first_response: dict[PriorityChoice, Duration] = {}
-    resolve_by: dict[PriorityChoice, Duration] = {}
+    first_response: dict[PriorityChoice, SlaDuration] = {}
+    resolve_by: dict[PriorityChoice, SlaDuration] = {}
     business_time: bool = False
     calendar: Text | None = None
 
@@ -199,7 +199,7 @@ class SlaSpec(Spec):
     def _response_before_resolution(self) -> SlaSpec:
         for priority, response in self.first_response.items():
             resolve = self.resolve_by.get(priority)
-            if resolve is not None and response > resolve:
+            if resolve is not None and response.nominal > resolve.nominal:
                 raise fail(
                     f"first_response for {priority.value} ({response}) is longer than "
                     f"resolve_by ({resolve})"
