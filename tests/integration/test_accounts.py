@@ -24,6 +24,11 @@ RULES = """
 version: 1
 users: [{id: alice, name: Alice, email: alice@ours.example}]
 teams: [{id: tier1, members: [alice]}]
+business_hours:
+  office:
+    timezone: Europe/Berlin
+    hours: {mon: "09:00-17:00", tue: "09:00-17:00", wed: "09:00-17:00", thu: "09:00-17:00",
+            fri: "09:00-17:00"}
 queues:
   - {id: general, team: tier1}
   - {id: vip, team: tier1}
@@ -31,15 +36,18 @@ queues:
 sla:
   standard: {first_response: {medium: 8h}, business_time: false}
   premium: {first_response: {medium: 2h}, resolve_by: {medium: 1d}}
+  office: {first_response: {medium: 1d}, resolve_by: {medium: 1w}}
 entitlements:
   - {id: gold, terms: 24x7, sla_policy: premium, allowance: {cases: 2, per: month},
      timezone: Europe/Berlin}
   - {id: unlimited, terms: 24x7}
+  - {id: office-hours, terms: office, sla_policy: office}
 accounts:
   - {id: acme, name: Acme Corp, domains: [acme.example, "*.acme.example"], tier: gold,
      entitlement: gold}
   - {id: globex, name: Globex, domains: [globex.example], slack_team_ids: [T0GLOBEX],
      tier: silver, entitlement: unlimited}
+  - {id: initech, name: Initech, domains: [initech.example], entitlement: office-hours}
 rules:
   - name: over the allowance
     when: {entitlement: exhausted}
@@ -187,3 +195,16 @@ async def test_a_case_logged_by_hand_takes_a_unit_of_its_contacts_account(
     assert [c.account for c in made] == ["acme"] * 3
     assert [c.entitlement_exhausted for c in made] == [False, False, True]
     assert len(await units(db)) == 2
+
+
+async def test_an_entitlements_calendar_counts_business_days_and_shows_its_zone(
+    ingest: Ingestor, svc: CaseService
+) -> None:
+    # Monday 2 March 2026, 10:00 in Berlin: one business day is Tuesday 10:00, a week of
+    # business days next Monday 10:00 (the policy counts around the clock; the terms do not).
+    result = await ingest(delivery(mail(1, sender="peter@initech.example")))
+    case = await svc.get(result.case_number or "")
+    assert case.sla_policy == "office"
+    assert case.first_response_due == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    assert case.resolve_by_due == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+    assert svc.zone_of(case).key == "Europe/Berlin"
