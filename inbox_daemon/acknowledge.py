@@ -15,7 +15,7 @@ import re
 import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -205,11 +205,13 @@ async def recent_automatic_counts(
     return {address: count for address, count in (await session.execute(stmt)).all() if address}
 
 
-def expected_response(due: datetime | None) -> str:
-    """``by Monday 2 March 2026, 13:00 UTC``, or ``as soon as we can`` without a target."""
+def expected_response(due: datetime | None, zone: tzinfo = UTC) -> str:
+    """``by Monday 2 March 2026, 14:00 CET`` in the time zone of the case's calendar, or
+    ``as soon as we can`` without a target."""
     if due is None:
         return "as soon as we can"
-    return f"by {due:%A} {due.day} {due:%B %Y, %H:%M} UTC"
+    local = due.astimezone(zone)
+    return f"by {local:%A} {local.day} {local:%B %Y, %H:%M} {local.tzname()}"
 
 
 def _flags(activity: ActivityRow) -> MessageFlags:
@@ -266,7 +268,9 @@ async def queue_acknowledgement(
     body = template.render(
         case_number=case_row.number,
         title=case_row.title,
-        expected_response=expected_response(case_row.first_response_due),
+        expected_response=expected_response(
+            case_row.first_response_due, service.zone_lookup(case_row.sla_policy, case_row.account)
+        ),
         customer_name=case_row.contact_name or sender,
         mailbox=incoming.mailbox or "",
     )

@@ -147,6 +147,8 @@ class CaseCards:
             latest=latest.body_text if latest is not None else None,
             people=people_of(directory),
             queue_name=queue.name if queue else None,
+            account_name=self._account_name(case.account),
+            zone=self.service.zone_of(case),
         )
         place = await self._put(
             card.channel if card else channel,
@@ -159,6 +161,10 @@ class CaseCards:
         async with self.service.db.transaction() as session:
             await slack_store.save_card(session, row.id, *place, version, self.service.clock())
         return place
+
+    def _account_name(self, account: str | None) -> str | None:
+        found = self.service.accounts.accounts.get(account) if account else None
+        return found.name if found is not None else account
 
     async def _put(
         self, channel: str, ts: str | None, blocks: list[cards.Block], text: str

@@ -61,6 +61,9 @@ class Address:
     email: str | None = None
     name: str = ""
     slack_user: str | None = None
+    #: The Slack workspace (team id) the user belongs to: another organisation's in a Slack
+    #: Connect channel, which is what matches the user to an account.
+    slack_team: str | None = None
 
     def __str__(self) -> str:
         who = self.email or self.slack_user or "?"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from inbox_daemon.acknowledge import AckTemplates, load_templates
 from inbox_daemon.agents import SlackAgents
@@ -62,10 +63,10 @@ class Runtime:
             message_domain=settings.cases.message_domain,
             auto_close_after=settings.cases.auto_close_after,
             sla_lookup=self.sla_policy,
+            zone_lookup=self.zone,
+            accounts=current.accounts if current else None,
         )
-        self.rules.on_change.append(
-            lambda loaded: setattr(self.service, "directory", loaded.directory)
-        )
+        self.rules.on_change.append(self._rules_changed)
         storage = settings.storage_path
         self.files = FileStore(storage / "attachments")
         self.quarantine = FileStore(storage / "quarantine")
@@ -174,12 +175,22 @@ class Runtime:
             return
         self.ingestor.options = replace(self.ingestor.options, acknowledgements=templates)
 
-    def sla_policy(self, name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
-        """The SLA policy of that name in the rules in force, with its calendar."""
+    def _rules_changed(self, loaded: LoadedRules) -> None:
+        self.service.directory = loaded.directory
+        self.service.accounts = loaded.accounts
+
+    def sla_policy(
+        self, name: str | None, account: str | None
+    ) -> tuple[SlaPolicy, BusinessCalendar] | None:
+        """The SLA policy a case with that policy and account is counted by, in the rules in
+        force, with its calendar (an entitlement's terms and policy win)."""
         rules = self.rules.current
-        if rules is None or name not in rules.sla:
-            return None
-        return rules.sla[name], rules.calendar_for(name)
+        return rules.sla_of(name, account) if rules is not None else None
+
+    def zone(self, name: str | None, account: str | None) -> ZoneInfo:
+        """The time zone a case's due dates are shown in, by the rules in force."""
+        rules = self.rules.current
+        return rules.zone_of(name, account) if rules is not None else ZoneInfo("UTC")
 
     async def inbound_channels(self) -> list[InboundChannel]:
         """One channel per configured mailbox, IMAP ones resuming from their checkpoint."""

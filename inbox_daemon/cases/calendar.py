@@ -248,6 +248,67 @@ class BusinessCalendar:
             return point + duration
         return self._walk(point, budget=duration)[0]
 
+    @property
+    def open_weekdays(self) -> int:
+        """How many weekdays have opening hours: the business days of a regular week."""
+        return sum(1 for day in self._week if day)
+
+    def add_business_days(self, start: datetime, days: int) -> datetime:
+        """The same point of the business day ``days`` business days after ``start``'s.
+
+        A business day is a local date with opening hours (not a holiday). The point is the
+        open time already elapsed on the start's day: 15:00 on a 09:00-17:00 day is 6 hours
+        in, so one business day later is 15:00 on the next business day (not 24 open hours
+        later). Before the opening the clock starts at it, so a whole day ends at that day's
+        close; after the close (or on a closed day) at the next opening. On a shorter target
+        day the result is capped at its close.
+        """
+        point = to_utc(start, "start")
+        if days < 0:
+            raise ValueError(f"days must not be negative, got {days}")
+        if days == 0:
+            return point
+        if self._always:
+            return point + days * _DAY
+        day, elapsed = self._position(point)
+        if elapsed == _ZERO:
+            # At the opening the day itself is the first one: the last ends at its close.
+            for _ in range(days - 1):
+                day = self._next_business_day(day)
+            return self.day_intervals(day)[-1][1]
+        for _ in range(days):
+            day = self._next_business_day(day)
+        return self._at_elapsed(day, elapsed)
+
+    def _position(self, point: datetime) -> tuple[date, timedelta]:
+        """The business day ``point`` counts on and the open time before it on that day."""
+        day = point.astimezone(self.tz).date()
+        intervals = self.day_intervals(day)
+        if not intervals or point > intervals[-1][1]:
+            point = self.next_open(point)
+            day = point.astimezone(self.tz).date()
+            intervals = self.day_intervals(day)
+        elapsed = sum((min(end, point) - begin for begin, end in intervals if begin < point), _ZERO)
+        return day, elapsed
+
+    def _next_business_day(self, day: date) -> date:
+        for _ in range(_MAX_CLOSED_RUN + 7):
+            day += _DAY
+            if self.day_intervals(day):
+                return day
+        raise ValueError("calendar has no open time")
+
+    def _at_elapsed(self, day: date, elapsed: timedelta) -> datetime:
+        """The instant on ``day`` when ``elapsed`` of its open time has passed (its close at
+        most)."""
+        left = elapsed
+        intervals = self.day_intervals(day)
+        for begin, end in intervals:
+            if end - begin >= left:
+                return begin + left
+            left -= end - begin
+        return intervals[-1][1]
+
     def business_time_between(self, a: datetime, b: datetime) -> timedelta:
         """Open time between ``a`` and ``b``; zero if ``b <= a``."""
         lo, hi = to_utc(a, "a"), to_utc(b, "b")

@@ -99,6 +99,11 @@ class Case:
     closed_at: datetime | None = None
     #: When the case entered a paused status (stops the SLA clock).
     paused_at: datetime | None = None
+    #: The customer's account (rules.yaml ``accounts``); None: an implicit contact.
+    account: str | None = None
+    #: The account's allowance was used up when the case was created (it was created all
+    #: the same; it consumed no unit).
+    entitlement_exhausted: bool = False
 
     @property
     def contact(self) -> str:
@@ -132,6 +137,8 @@ def _show(value: object) -> str | None:
         return None
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)
 
 
@@ -150,6 +157,6 @@ def diff(before: Case | None, after: Case) -> list[FieldChange]:
     for name in AUDITED_FIELDS:
         new = getattr(after, name)
         old = getattr(before, name) if before is not None else None
-        if old != new and not (before is None and new in (None, "")):
+        if old != new and not (before is None and new in (None, "", False)):
             changes.append(FieldChange(name, _show(old), _show(new)))
     return changes

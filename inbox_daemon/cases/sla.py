@@ -5,6 +5,12 @@ give a case, how pauses push them (the SLA clock stops while a case is in a paus
 :attr:`Status.paused`), recalculation after a priority change, and breach / time-left checks.
 Business time comes from :class:`~inbox_daemon.cases.calendar.BusinessCalendar`. Pure code,
 no I/O; every datetime must be timezone-aware and results are UTC.
+
+A target is a :class:`SlaTarget`: weeks and days, then hours and minutes. In business time a
+day is one business *day* of the calendar (from 15:00 to 15:00 on the next business day, its
+opening hours however long) and a week as many business days as the calendar's week has open
+weekdays; the hours and minutes that follow are open hours. Around the clock a day is 24
+hours. A plain ``timedelta`` target is open time, however many days it spans.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ __all__ = [
     "BusinessCalendar",
     "SlaDueDates",
     "SlaPolicy",
+    "SlaTarget",
     "extend_for_pause",
     "is_breached",
     "pauses_from_history",
@@ -39,13 +46,48 @@ class SlaDueDates:
     resolve_by_due: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class SlaTarget:
+    """A target as written (``2d4h``): whole weeks and days, then the rest as time."""
+
+    weeks: int = 0
+    days: int = 0
+    time: timedelta = _ZERO
+
+    @classmethod
+    def of(cls, value: SlaTarget | timedelta) -> SlaTarget:
+        return value if isinstance(value, SlaTarget) else cls(time=value)
+
+    @property
+    def nominal(self) -> timedelta:
+        """Its length around the clock (a day of 24 hours)."""
+        return timedelta(weeks=self.weeks, days=self.days) + self.time
+
+    def advance(self, start: datetime, calendar: BusinessCalendar, business_time: bool) -> datetime:
+        """When this much time has passed since ``start`` (see the module docstring)."""
+        if not business_time:
+            return to_utc(start, "start") + self.nominal
+        days = self.weeks * calendar.open_weekdays + self.days
+        point = calendar.add_business_days(start, days) if days else to_utc(start, "start")
+        return calendar.add_business_time(point, self.time)
+
+    def __str__(self) -> str:
+        parts = [f"{self.weeks}w" if self.weeks else "", f"{self.days}d" if self.days else ""]
+        seconds = int(self.time.total_seconds())
+        for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+            if seconds >= size:
+                parts.append(f"{seconds // size}{unit}")
+                seconds %= size
+        return "".join(parts) or "0s"
+
+
 @dataclass(frozen=True)
 class SlaPolicy:
     """Targets per priority. ``business_time=False`` ignores the calendar (24×7 clock)."""
 
     name: str
-    first_response: Mapping[Priority, timedelta]
-    resolve_by: Mapping[Priority, timedelta]
+    first_response: Mapping[Priority, SlaTarget | timedelta]
+    resolve_by: Mapping[Priority, SlaTarget | timedelta]
     business_time: bool = True
 
     def __post_init__(self) -> None:
@@ -56,7 +98,7 @@ class SlaPolicy:
             for priority, target in targets.items():
                 if not isinstance(priority, Priority):
                     raise ValueError(f"SLA {self.name!r}: {kind} has unknown priority {priority!r}")
-                if target <= _ZERO:
+                if SlaTarget.of(target).nominal <= _ZERO:
                     raise ValueError(
                         f"SLA {self.name!r}: {kind} target for {priority} must be positive, "
                         f"got {target}"
@@ -68,10 +110,10 @@ class SlaPolicy:
         """The due dates of a case created (or whose clock started) at ``start``."""
         start = to_utc(start, "start")
 
-        def due(target: timedelta | None) -> datetime | None:
+        def due(target: SlaTarget | timedelta | None) -> datetime | None:
             if target is None:
                 return None
-            return _advance(start, target, calendar, self.business_time)
+            return SlaTarget.of(target).advance(start, calendar, self.business_time)
 
         return SlaDueDates(
             first_response_due=due(self.first_response.get(priority)),

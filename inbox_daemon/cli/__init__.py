@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", choices=[x.value for x in Status])
     p.add_argument("--queue")
     p.add_argument("--owner", metavar="USER")
+    p.add_argument("--account", metavar="ID", help="only the cases of this account")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cases_list)
 
@@ -157,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", metavar="FILE", help="the rules file (default: the config's)")
     p.add_argument("--at", metavar="TIME", help="evaluate at this ISO 8601 time (default: now)")
     p.add_argument("--mailbox", default="support", help="the mailbox it arrived in")
+    p.add_argument(
+        "--entitlement",
+        choices=["ok", "exhausted"],
+        default="ok",
+        help="what the sender's account has left of its allowance (default: ok)",
+    )
     p.set_defaults(func=cmd_rules_explain)
 
     p = sub.add_parser("ingest", parents=[common], help="take one mail from stdin (an MTA pipe)")

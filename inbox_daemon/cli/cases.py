@@ -108,9 +108,12 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     statuses = [Status(s) for s in args.status or []]
 
     async def go(svc: CaseService) -> list[Case]:
-        return await svc.find(status=statuses, queue=args.queue, owner=args.owner)
+        return await svc.find(
+            status=statuses, queue=args.queue, owner=args.owner, account=args.account
+        )
 
-    cases = _run(_with_service(args, go, with_rules=False))
+    # The accounts come from rules.yaml: read it when one is named.
+    cases = _run(_with_service(args, go, with_rules=args.account is not None))
     if args.json:
         print(json.dumps([_case_dict(c) for c in cases], indent=2))
     else:
@@ -119,7 +122,7 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
-    view = _run(_with_service(args, lambda svc: svc.show(args.number), with_rules=False))
+    view = _run(_with_service(args, lambda svc: svc.show(args.number)))
     if args.json:
         print(json.dumps(_view_dict(view), indent=2))
     else:

@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import getpass
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.config import Settings, load_settings
@@ -107,16 +109,51 @@ def _print_table(cases: Sequence[Case]) -> None:
         print("  ".join([*cells, str(row[-1])]))
 
 
+#: The fields of a case shown in the time zone of its calendar.
+DUE_FIELDS = ("first_response_due", "resolve_by_due")
+
+
+def local_time(value: datetime, zone: ZoneInfo) -> str:
+    """``2026-03-03 17:00 CET (Europe/Berlin)``: a due date as the calendar's zone shows it."""
+    local = value.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({zone.key})"
+
+
+def _account_line(view: CaseView) -> str | None:
+    c = view.case
+    if c.account is None:
+        return None
+    found = view.account
+    if found is None:
+        return f"{c.account} (no longer in rules.yaml)"
+    parts = [f"{found.id} ({found.name})"]
+    if found.tier:
+        parts.append(f"tier {found.tier}")
+    if found.entitlement:
+        parts.append(f"entitlement {found.entitlement}")
+    return ", ".join(parts)
+
+
 def _print_view(view: CaseView) -> None:
     c = view.case
     print(f"{c.number}  {c.title}")
+    account = _account_line(view)
     for name in (
-        "status", "priority", "origin", "contact_email", "contact_slack", "queue",
-        "owner_team", "owner_user", "worked_by", "support_level", "category", "reason",
-        "first_response_due", "resolve_by_due", "resolution", "parent_number", "merged_into",
-        "created_at", "updated_at", "resolved_at", "closed_at",
+        "status", "priority", "origin", "contact_email", "contact_slack", "account",
+        "entitlement_exhausted", "queue", "owner_team", "owner_user", "worked_by",
+        "support_level", "category", "reason", "sla_policy", "first_response_due",
+        "resolve_by_due", "resolution", "parent_number", "merged_into", "created_at",
+        "updated_at", "resolved_at", "closed_at",
     ):  # fmt: skip
         value = getattr(c, name)
+        if name == "account":
+            value = account
+        elif name == "entitlement_exhausted":
+            if value:
+                print("  entitlement: EXHAUSTED (the allowance was used up; created all the same)")
+            continue
+        elif name in DUE_FIELDS and isinstance(value, datetime):
+            value = local_time(value, view.zone)
         if value not in (None, ""):
             print(f"  {name.replace('_', ' ')}: {_iso(value)}")
     if c.cc_contacts:
@@ -138,8 +175,16 @@ def _print_view(view: CaseView) -> None:
 
 
 def _view_dict(view: CaseView) -> dict[str, Any]:
+    case = _case_dict(view.case)
+    for name in DUE_FIELDS:  # in the calendar's zone, with its offset
+        value = getattr(view.case, name)
+        case[name] = value.astimezone(view.zone).isoformat() if value is not None else None
+    found = view.account
+    case["account_name"] = found.name if found is not None else None
+    case["tier"] = found.tier if found is not None else None
+    case["time_zone"] = view.zone.key
     return {
-        "case": _case_dict(view.case),
+        "case": case,
         "children": list(view.children),
         "merged": list(view.merged),
         "activities": [

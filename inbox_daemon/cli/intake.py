@@ -96,7 +96,18 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
     loaded = load_rules(rules_path)
     message = _parse_file(Path(args.message), args.mailbox, our)
     at = _parse_time(args.at) if args.at else datetime.now(UTC)
-    facts = ThreadFacts(is_reply=bool(message.thread_ids))
+    account = loaded.accounts.match(email=message.sender.email)
+    entitled = account is not None and loaded.accounts.entitlement_of(account.id) is not None
+    facts = ThreadFacts(
+        is_reply=bool(message.thread_ids),
+        account=account.id if account is not None else None,
+        tier=account.tier if account is not None else None,
+        entitlement=args.entitlement if entitled else None,
+    )
+    if account is not None:
+        print(f"account {account.id!r} ({account.name})" + (f", tier {account.tier}"
+              if account.tier else "") + (f", entitlement {args.entitlement}" if entitled
+              else ""))  # fmt: skip
     print(format_explanation(explain(loaded.rules, message, facts, at)))
     return 0
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.acknowledge import queue_acknowledgement
 from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.accounts import Account
 from inbox_daemon.cases.enums import AutomaticMail, Status
 from inbox_daemon.cases.model import Actor, find_case_number
 from inbox_daemon.channels.base import Delivery, IngestResult
@@ -36,7 +37,7 @@ from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import Attachment, InboundMessage, bare_subject
 from inbox_daemon.router.engine import RoutingDecision, ThreadFacts, evaluate
 from inbox_daemon.router.loader import LoadedRules
-from inbox_daemon.service import CaseService, IncomingContents, StoredFile
+from inbox_daemon.service import CaseService, EntitlementCheck, IncomingContents, StoredFile
 from inbox_daemon.store import intake
 from inbox_daemon.store.files import FileStore
 from inbox_daemon.store.tables import ActivityRow, CaseRow
@@ -104,14 +105,15 @@ class Placement:
         if automatic and case_row is not None:
             return await self._automatic(session, msg, case_row, actor, now)
         if case_row is None:
-            decision = self._decide(session, msg, now)
+            decided = await self._decide(session, msg, now)
+            decision = decided[0]
             if automatic and not as_case:
                 policy = decision.automatic_mail or AutomaticMail.RECORD
                 kind = "bounce" if msg.flags.bounce else "auto-reply"
                 if policy is not AutomaticMail.CASE:
                     why = f"{kind} that answers none of our messages"
                     return await self._unfiled(session, delivery, msg, why, policy, now)
-            case_row, decision = await self._new_case(session, msg, actor, now, decision=decision)
+            case_row, decision = await self._new_case(session, msg, actor, now, decided=decided)
             activity = await self._activity(session, case_row, msg, actor, now)
             acked = await self._acknowledge(session, case_row, activity, decision, now)
             return IngestResult("created", case_row.number, activity.id, queued_outgoing=acked)
@@ -221,13 +223,33 @@ class Placement:
         lookups_of(session).activity_added(activity.id, activity.message_id, case_row)
         return IngestResult("recorded", case_row.number, activity.id, kind)
 
-    def _decide(self, session: AsyncSession, msg: InboundMessage, now: datetime) -> RoutingDecision:
-        """The routing decision for a message that opens a case."""
+    async def _decide(
+        self, session: AsyncSession, msg: InboundMessage, now: datetime
+    ) -> tuple[RoutingDecision, Account | None, EntitlementCheck | None]:
+        """The routing decision for a message that opens a case, with the sender's account
+        and what its entitlement has left (routing conditions test both)."""
         lookups = lookups_of(session)
         has_open = lookups.has_open_cases(email=msg.sender.email, slack=msg.sender.slack_user)
-        facts = ThreadFacts(is_reply=bool(msg.thread_ids), customer_has_open_cases=has_open)
         rules = self.rules()
-        return evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
+        account = (
+            rules.accounts.match(email=msg.sender.email, slack_team=msg.sender.slack_team)
+            if rules is not None
+            else None
+        )
+        check = (
+            await self.service.entitlement_check_in(session, account.id, now)
+            if account is not None
+            else None
+        )
+        facts = ThreadFacts(
+            is_reply=bool(msg.thread_ids),
+            customer_has_open_cases=has_open,
+            account=account.id if account is not None else None,
+            tier=account.tier if account is not None else None,
+            entitlement=check.state.value if check is not None else None,
+        )
+        decision = evaluate(rules.rules, msg, facts, now) if rules else RoutingDecision()
+        return decision, account, check
 
     async def _new_case(
         self,
@@ -236,21 +258,23 @@ class Placement:
         actor: Actor,
         now: datetime,
         parent: CaseRow | None = None,
-        decision: RoutingDecision | None = None,
+        decided: tuple[RoutingDecision, Account | None, EntitlementCheck | None] | None = None,
     ) -> tuple[CaseRow, RoutingDecision]:
         lookups = lookups_of(session)
         rules = self.rules()
-        if decision is None:
-            decision = self._decide(session, msg, now)
+        if decided is None:
+            decided = await self._decide(session, msg, now)
+        decision, account, check = decided
         # The number first: a transaction then always takes the case counter's lock before a
         # team's rotation lock, and two instances' batches cannot wait for each other in a
         # circle (one holding the counter, the other a rotation).
         number = await self.service.next_case_number(session)
-        draft = replace(self.routing.draft(msg, decision, rules, now), number=number)
+        draft = replace(self.routing.draft(msg, decision, rules, now, account), number=number)
         draft = await self.routing.assignee(session, draft, decision, rules, now)
         _case, row = await self.service.create_in(
-            session, draft, actor, parent_id=parent.id if parent else None, tags=decision.tags
-        )
+            session, draft, actor, parent_id=parent.id if parent else None, tags=decision.tags,
+            entitlement=check,
+        )  # fmt: skip
         subject = bare_subject(msg.subject)
         if len(subject) > MAX_TITLE:  # the activity keeps it whole
             detail = {"subject_length": len(subject), "title_length": len(draft.title)}

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.accounts import Account
 from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import (
     ActivityKind,
@@ -52,7 +53,11 @@ class CaseRouting:
         decision: RoutingDecision,
         rules: LoadedRules | None,
         now: datetime,
+        account: Account | None = None,
     ) -> Case:
+        """The new case a decision makes of ``msg``; its SLA is the account's entitlement's
+        when that names one (and counts in the entitlement's terms), else the decision's."""
+        account_id = account.id if account is not None else None
         queue = decision.queue
         team = decision.team
         priority = decision.priority
@@ -62,9 +67,11 @@ class CaseRouting:
             priority = priority or q.default_priority
         priority = priority or Priority.MEDIUM
         first_due = resolve_due = None
-        sla = decision.sla if rules is not None and decision.sla in rules.sla else None
-        if rules is not None and sla is not None:
-            due = rules.sla[sla].due_dates(now, priority, rules.calendar_for(sla))
+        sla = rules.policy_for(decision.sla, account_id) if rules is not None else None
+        found = rules.sla_of(sla, account_id) if rules is not None and sla is not None else None
+        if found is not None:
+            policy, calendar = found
+            due = policy.due_dates(now, priority, calendar)
             first_due, resolve_due = due.first_response_due, due.resolve_by_due
         text = new_text(msg)
         title = bare_subject(msg.subject)[:MAX_TITLE] or _first_line(text) or "(no subject)"
@@ -86,6 +93,7 @@ class CaseRouting:
             sla_policy=sla,
             first_response_due=first_due,
             resolve_by_due=resolve_due,
+            account=account_id,
         )
 
     async def assignee(
@@ -151,7 +159,17 @@ class CaseRouting:
         rules = self.rules()
         if rules is None:
             return
-        facts = ThreadFacts(is_reply=True, is_reopen=True, current_priority=Priority(row.priority))
+        account = rules.accounts.accounts.get(row.account) if row.account else None
+        has_entitlement = rules.accounts.entitlement_of(row.account) is not None
+        exhausted = "exhausted" if row.entitlement_exhausted else "ok"
+        facts = ThreadFacts(
+            is_reply=True,
+            is_reopen=True,
+            current_priority=Priority(row.priority),
+            account=row.account,
+            tier=account.tier if account is not None else None,
+            entitlement=exhausted if has_entitlement else None,
+        )
         explanation = explain(rules.rules, msg, facts, now)
         decision = explanation.decision
         if not decision.rules_fired:

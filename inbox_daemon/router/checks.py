@@ -1,8 +1,9 @@
 """Checks across a validated rules.yaml: what one part of the file says about another.
 
 Owns the errors a schema alone cannot find: duplicate ids and rule names, team members that
-are not users, references to unknown users, teams, queues, SLA policies and calendars (with
-did-you-mean), overlapping holidays, unknown subdivisions of a country, and rules that can never
+are not users, references to unknown users, teams, queues, SLA policies, calendars, accounts,
+tiers and entitlements (with did-you-mean), a domain or Slack team claimed by two accounts,
+overlapping holidays, unknown subdivisions of a country, and rules that can never
 fire. (:func:`inbox_daemon.router.loader.check_queue_removal` covers queues removed while they
 still hold open cases.)
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from inbox_daemon.cases.accounts import AROUND_THE_CLOCK
 from inbox_daemon.errors import RulesError
 from inbox_daemon.router.fields import supported_countries
 from inbox_daemon.router.schema import (
@@ -52,6 +54,9 @@ class _Checker:
         self.queues = doc.known("queues", {q.spec.id for q in doc.queues})
         self.calendars = set(doc.calendars) | doc.broken.get("business_hours", set())
         self.policies = set(doc.sla) | doc.broken.get("sla", set())
+        self.accounts = doc.known("accounts", {a.spec.id for a in doc.accounts})
+        self.entitlements = doc.known("entitlements", {e.spec.id for e in doc.entitlements})
+        self.tiers = {a.spec.tier for a in doc.accounts if a.spec.tier is not None}
 
     def error(self, message: str, path: Path, *, key: bool = False) -> None:
         self.errors.append(self.smap.error(message, path, key=key))
@@ -61,6 +66,10 @@ class _Checker:
         self._duplicates("team id", [(t.spec.id, t.path) for t in self.doc.teams], "id")
         self._duplicates("queue id", [(q.spec.id, q.path) for q in self.doc.queues], "id")
         self._duplicates("rule name", [(r.spec.name, r.path) for r in self.doc.rules], "name")
+        self._duplicates("account id", [(a.spec.id, a.path) for a in self.doc.accounts], "id")
+        self._duplicates(
+            "entitlement id", [(e.spec.id, e.path) for e in self.doc.entitlements], "id"
+        )
         self._teams()
         self._levels()
         for queue in self.doc.queues:
@@ -68,6 +77,8 @@ class _Checker:
                 self._ref("team", queue.spec.team, self.teams, (*queue.path, "team"))
         self._calendars()
         self._policies()
+        self._accounts()
+        self._entitlements()
         self._rules()
         for actions in self.doc.orphan_actions:
             self._actions(actions.spec, actions.path)
@@ -192,6 +203,52 @@ class _Checker:
                     None, (*item.path, "business_time"), f"SLA {name!r} with business_time"
                 )
 
+    def _accounts(self) -> None:
+        claimed: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, name) -> (account, line)
+        for account in self.doc.accounts:
+            spec = account.spec
+            if spec.entitlement is not None:
+                self._ref(
+                    "entitlement", spec.entitlement, self.entitlements,
+                    (*account.path, "entitlement"),
+                )  # fmt: skip
+            for key, kind, names in (
+                ("domains", "domain", spec.domains),
+                ("slack_team_ids", "Slack team", spec.slack_team_ids),
+            ):
+                for index, name in enumerate(names):
+                    path = (*account.path, key, index)
+                    first = claimed.get((kind, name))
+                    if first is None:
+                        claimed[(kind, name)] = (spec.id, self.smap.mark(path).line)
+                    elif first[0] == spec.id:
+                        self.error(f"account {spec.id!r} lists {kind} {name!r} twice", path)
+                    else:
+                        self.error(
+                            f"{kind} {name!r} is claimed by account {spec.id!r} and by account "
+                            f"{first[0]!r} at line {first[1]}; give it to one of them",
+                            path,
+                        )
+
+    def _entitlements(self) -> None:
+        for item in self.doc.entitlements:
+            spec = item.spec
+            if spec.terms != AROUND_THE_CLOCK and spec.terms not in self.calendars:
+                hint = did_you_mean(spec.terms, sorted(self.calendars))
+                self.error(
+                    f"unknown terms {spec.terms!r}{hint}: expected {AROUND_THE_CLOCK!r} or a "
+                    "calendar under business_hours",
+                    (*item.path, "terms"),
+                )
+            elif spec.timezone is not None and spec.terms != AROUND_THE_CLOCK:
+                self.error(
+                    f"entitlement {spec.id!r}: 'timezone' is only for {AROUND_THE_CLOCK} terms; "
+                    f"calendar {spec.terms!r} has its own",
+                    (*item.path, "timezone"),
+                )
+            if spec.sla_policy is not None:
+                self._ref("SLA policy", spec.sla_policy, self.policies, (*item.path, "sla_policy"))
+
     def _rules(self) -> None:
         catch_all: tuple[str, int] | None = None  # the first rule that takes every message
         for rule in self.doc.rules:
@@ -216,6 +273,14 @@ class _Checker:
                     (*here, "calendar") if value.calendar else here,
                     "business_hours",
                 )
+            elif key == "account":
+                for index, name in enumerate(value):
+                    self._ref("account", name, self.accounts, (*here, index))
+            elif key == "tier":
+                for index, name in enumerate(value):
+                    if name not in self.tiers:
+                        hint = did_you_mean(name, sorted(self.tiers))
+                        self.error(f"no account has tier {name!r}{hint}", (*here, index))
             elif key in ("all", "any"):
                 for index, child in enumerate(value):
                     self._conditions(child, (*here, index))

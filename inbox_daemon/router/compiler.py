@@ -15,12 +15,14 @@ from typing import Any
 from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.directory import Directory
 from inbox_daemon.router.conditions import (
+    AccountIs,
     AllOf,
     Always,
     AnyOf,
     BusinessHours,
     ChannelIs,
     Condition,
+    EntitlementIs,
     FactIs,
     HasAttachment,
     IsAutomatic,
@@ -28,6 +30,7 @@ from inbox_daemon.router.conditions import (
     Not,
     PriorityIn,
     SlackChannelIs,
+    TierIs,
 )
 from inbox_daemon.router.engine import Actions, CompiledRule, CompiledRules
 from inbox_daemon.router.matchers import (
@@ -80,6 +83,9 @@ class _Compiler:
             "is_reply": lambda v: FactIs("is_reply", v),
             "is_reopen": lambda v: FactIs("is_reopen", v),
             "priority": PriorityIn,
+            "account": AccountIs,
+            "tier": TierIs,
+            "entitlement": lambda v: EntitlementIs([v.value]),
             "business_hours": self.business_hours,
             "all": lambda v: AllOf([self.condition(c) for c in v]),
             "any": lambda v: AnyOf([self.condition(c) for c in v]),

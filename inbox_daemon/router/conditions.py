@@ -3,9 +3,10 @@
 Owns :class:`Condition` (a fast :meth:`Condition.test` and an :meth:`Condition.explain` that
 says why it held or not; the two always agree), :class:`MessageView` (the per-message values
 conditions read, computed once per message: lower-cased subject and body, word sets, recipient
-addresses), the conditions on channel, mailbox, thread facts, priority, attachments and
-business hours, and ``all`` / ``any`` / ``not``. Text and address matching lives in
-:mod:`inbox_daemon.router.matchers`. Everything here is pure: ``now`` is passed in.
+addresses), the conditions on channel, mailbox, thread facts, the sender's account, tier and
+entitlement, priority, attachments and business hours, and ``all`` / ``any`` / ``not``. Text
+and address matching lives in :mod:`inbox_daemon.router.matchers`. Everything here is pure:
+``now`` is passed in.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from inbox_daemon.messages import Address, Attachment, InboundMessage
 from inbox_daemon.router.prefilter import fold
 
 __all__ = [
+    "AccountIs",
     "AllOf",
     "Always",
     "AnyOf",
@@ -31,6 +33,7 @@ __all__ = [
     "ChannelIs",
     "Condition",
     "ConditionTrace",
+    "EntitlementIs",
     "FactIs",
     "HasAttachment",
     "MailboxIs",
@@ -38,6 +41,7 @@ __all__ = [
     "Not",
     "PriorityIn",
     "SlackChannelIs",
+    "TierIs",
     "fmt_list",
 ]
 
@@ -108,6 +112,12 @@ class ThreadFactsLike(Protocol):
     def customer_has_open_cases(self) -> bool: ...
     @property
     def current_priority(self) -> Priority | None: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def tier(self) -> str | None: ...
+    @property
+    def entitlement(self) -> str | None: ...
 
 
 def _addresses(items: Iterable[Address]) -> tuple[str, ...]:
@@ -192,6 +202,34 @@ class SlackChannelIs(_InSet):
 
     def value(self, view: MessageView) -> str | None:
         return view.message.slack_channel
+
+
+class AccountIs(_InSet):
+    """The sender's account is one of these (an implicit contact has none)."""
+
+    __slots__ = ()
+    label = "account"
+
+    def value(self, view: MessageView) -> str | None:
+        return view.facts.account
+
+
+class TierIs(_InSet):
+    __slots__ = ()
+    label = "tier"
+
+    def value(self, view: MessageView) -> str | None:
+        return view.facts.tier
+
+
+class EntitlementIs(_InSet):
+    """The account's entitlement is ``ok`` or ``exhausted`` (no entitlement: neither)."""
+
+    __slots__ = ()
+    label = "entitlement"
+
+    def value(self, view: MessageView) -> str | None:
+        return view.facts.entitlement
 
 
 class PriorityIn(Condition):

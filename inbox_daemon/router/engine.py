@@ -58,6 +58,11 @@ class ThreadFacts:
     customer_has_open_cases: bool = False
     #: The case's priority; None when the message starts a new case.
     current_priority: Priority | None = None
+    #: The sender's account (None: an implicit contact) and its tier.
+    account: str | None = None
+    tier: str | None = None
+    #: ``ok`` or ``exhausted`` for an account with an entitlement, else None.
+    entitlement: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import holidays as holidays_lib
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, PlainValidator, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from inbox_daemon.cases.accounts import EntitlementState, Period
 from inbox_daemon.cases.calendar import WEEKDAYS
 from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import AutomaticMail, Priority, Status
+from inbox_daemon.cases.sla import SlaTarget
 from inbox_daemon.kinds import kinds
 
 __all__ = [
@@ -34,8 +36,11 @@ __all__ = [
     "Country",
     "DayHours",
     "Duration",
+    "EntitlementChoice",
+    "PeriodChoice",
     "PriorityChoice",
     "PriorityList",
+    "SlaDuration",
     "StatusChoice",
     "StrategyChoice",
     "Text",
@@ -50,6 +55,7 @@ __all__ = [
     "listify",
     "non_empty_list",
     "parse_duration",
+    "parse_sla_target",
     "parse_time_range",
     "regex_flags",
     "supported_countries",
@@ -108,6 +114,10 @@ StatusChoice = Annotated[Status, BeforeValidator(_choice(Status, "status"))]
 AutomaticMailChoice = Annotated[
     AutomaticMail, BeforeValidator(_choice(AutomaticMail, "automatic_mail policy"))
 ]
+PeriodChoice = Annotated[Period, BeforeValidator(_choice(Period, "allowance period"))]
+EntitlementChoice = Annotated[
+    EntitlementState, BeforeValidator(_choice(EntitlementState, "entitlement state"))
+]
 StrategyChoice = Annotated[
     AssignmentStrategy, BeforeValidator(_choice(AssignmentStrategy, "strategy"))
 ]
@@ -153,6 +163,24 @@ def parse_duration(value: object) -> dt.timedelta:
 
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+
+
+def parse_sla_target(value: object) -> SlaTarget:
+    """``"1d4h"`` → one (business) day and four hours, kept apart: in business time a day is
+    a business day of the calendar, not 24 open hours (:class:`SlaTarget`)."""
+    if isinstance(value, SlaTarget):
+        return value
+    total = parse_duration(value)  # the checks and their messages
+    assert isinstance(value, str)
+    match = _DURATION.fullmatch(value.replace(" ", "").lower())
+    assert match is not None
+    w, d, h, m, s = (int(part or 0) for part in match.groups())
+    target = SlaTarget(weeks=w, days=d, time=dt.timedelta(hours=h, minutes=m, seconds=s))
+    assert target.nominal == total
+    return target
+
+
+SlaDuration = Annotated[SlaTarget, PlainValidator(parse_sla_target)]
 
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 _RANGE_HELP = "expected 'HH:MM-HH:MM' with the start before the end (an end of 24:00 is midnight)"

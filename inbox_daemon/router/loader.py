@@ -1,7 +1,8 @@
 """Loads rules.yaml: text in, a ready rule set (or every error in the file) out.
 
 Owns the load pipeline (parse with positions → validate against the schema → cross-checks →
-build the :class:`Directory`, business calendars and SLA policies → compile the rules),
+build the :class:`Directory`, the :class:`AccountBook`, business calendars and SLA policies →
+compile the rules),
 :class:`LoadedRules`, the one-line :func:`summary` for ``inbox-daemon rules check``, and
 :func:`check_queue_removal` for reloads. Reading the file is the router's only I/O.
 """
@@ -10,16 +11,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from inbox_daemon.cases.accounts import (
+    AROUND_THE_CLOCK,
+    Account,
+    AccountBook,
+    Allowance,
+    Entitlement,
+)
 from inbox_daemon.cases.directory import Directory, Queue, SupportLevel, Team, User
 from inbox_daemon.cases.sla import BusinessCalendar, SlaPolicy
 from inbox_daemon.errors import RulesError
 from inbox_daemon.router.checks import check_document, default_calendar
 from inbox_daemon.router.compiler import compile_rules
 from inbox_daemon.router.engine import Actions, CompiledRules
-from inbox_daemon.router.schema import CalendarSpec, HolidaySpec, RulesErrors
+from inbox_daemon.router.schema import CalendarSpec, EntitlementSpec, HolidaySpec, RulesErrors
 from inbox_daemon.router.source import SourceMap, parse_yaml
 from inbox_daemon.router.validate import Document, validate_document
 
@@ -53,6 +62,8 @@ class LoadedRules:
     sla_calendars: Mapping[str, str | None] = field(default_factory=dict)
     #: Line and column of the ``queues`` key (or of the document), for reload errors.
     queues_at: tuple[int, int] = (1, 1)
+    #: Customer accounts and their entitlements.
+    accounts: AccountBook = field(default_factory=AccountBook)
 
     @property
     def default(self) -> Actions:
@@ -63,6 +74,42 @@ class LoadedRules:
         """The calendar SLA ``policy`` counts in; always open for calendar-time policies."""
         name = self.sla_calendars.get(policy)
         return self.calendars[name] if name is not None else BusinessCalendar.always()
+
+    def policy_for(self, policy: str | None, account: str | None) -> str | None:
+        """The SLA policy a case of ``account`` is counted by: its entitlement's, if it names
+        one, else ``policy`` (what the rules decided) when that exists."""
+        entitlement = self.accounts.entitlement_of(account)
+        if entitlement is not None and entitlement.sla_policy is not None:
+            return entitlement.sla_policy
+        return policy if policy in self.sla else None
+
+    def sla_of(
+        self, policy: str | None, account: str | None = None
+    ) -> tuple[SlaPolicy, BusinessCalendar] | None:
+        """The SLA policy (and the calendar it counts in) of a case with ``policy`` and
+        ``account``. An entitlement's terms decide the calendar: ``24x7`` counts around the
+        clock, a calendar counts its open hours."""
+        name = self.policy_for(policy, account)
+        if name is None:
+            return None
+        found = self.sla[name]
+        entitlement = self.accounts.entitlement_of(account)
+        if entitlement is None:
+            return found, self.calendar_for(name)
+        if entitlement.calendar is None:
+            return replace(found, business_time=False), BusinessCalendar.always()
+        return replace(found, business_time=True), self.calendars[entitlement.calendar]
+
+    def zone_of(self, policy: str | None, account: str | None = None) -> ZoneInfo:
+        """The time zone a case's due dates are shown in: its entitlement's, else that of the
+        calendar its SLA counts in, else the default calendar's, else UTC."""
+        entitlement = self.accounts.entitlement_of(account)
+        if entitlement is not None:
+            return entitlement.zone
+        name = self.policy_for(policy, account)
+        calendar = self.sla_calendars.get(name) if name is not None else None
+        calendar = calendar or self.default_calendar
+        return self.calendars[calendar].tz if calendar is not None else ZoneInfo("UTC")
 
 
 def rules_version(text: str) -> str:
@@ -173,6 +220,21 @@ def _build(doc: Document, smap: SourceMap, version: str) -> LoadedRules:
         policy_calendars[name] = (spec.calendar or fallback) if spec.business_time else None
     if errors:
         raise RulesErrors(sorted(errors, key=lambda e: (e.line, e.column)))
+    zone = calendars[fallback].tz if fallback is not None else ZoneInfo("UTC")
+    accounts = AccountBook.of(
+        accounts=(
+            Account(
+                id=a.spec.id,
+                name=a.spec.name or a.spec.id,
+                domains=tuple(a.spec.domains),
+                slack_teams=tuple(a.spec.slack_team_ids),
+                tier=a.spec.tier,
+                entitlement=a.spec.entitlement,
+            )
+            for a in doc.accounts
+        ),
+        entitlements=(_entitlement(e.spec, calendars, zone) for e in doc.entitlements),
+    )
     rules = compile_rules(
         [(r.spec, smap.mark(r.path).line) for r in doc.rules],
         doc.default.spec if doc.default is not None else None,
@@ -192,6 +254,29 @@ def _build(doc: Document, smap: SourceMap, version: str) -> LoadedRules:
         default_calendar=fallback,
         sla_calendars=policy_calendars,
         queues_at=(queues_at.line, queues_at.column),
+        accounts=accounts,
+    )
+
+
+def _entitlement(
+    spec: EntitlementSpec, calendars: Mapping[str, BusinessCalendar], zone: ZoneInfo
+) -> Entitlement:
+    calendar = None if spec.terms == AROUND_THE_CLOCK else spec.terms
+    if calendar is not None:
+        zone = calendars[calendar].tz
+    elif spec.timezone is not None:
+        zone = ZoneInfo(spec.timezone)
+    allowance = spec.allowance
+    return Entitlement(
+        id=spec.id,
+        calendar=calendar,
+        sla_policy=spec.sla_policy,
+        allowance=(
+            Allowance(allowance.cases, allowance.per)
+            if allowance is not None and allowance.cases is not None
+            else None
+        ),
+        zone=zone,
     )
 
 
@@ -225,6 +310,10 @@ def summary(loaded: LoadedRules) -> str:
     parts.append(_count(len(loaded.sla), "SLA policy", "SLA policies"))
     if loaded.calendars:
         parts.append(_count(len(loaded.calendars), "calendar"))
+    if loaded.accounts.accounts:
+        parts.append(_count(len(loaded.accounts.accounts), "account"))
+    if loaded.accounts.entitlements:
+        parts.append(_count(len(loaded.accounts.entitlements), "entitlement"))
     return f"{loaded.source}: OK — {', '.join(parts)}, version {loaded.version}"
 
 

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from inbox_daemon.cases.accounts import AROUND_THE_CLOCK, Period
 from inbox_daemon.cases.directory import AssignmentStrategy
 from inbox_daemon.cases.enums import Priority
 from inbox_daemon.errors import RulesError
@@ -36,9 +37,11 @@ from inbox_daemon.router.fields import (
     ChannelList,
     Country,
     DayHours,
-    Duration,
+    EntitlementChoice,
+    PeriodChoice,
     PriorityChoice,
     PriorityList,
+    SlaDuration,
     StatusChoice,
     StrategyChoice,
     Text,
@@ -59,11 +62,14 @@ from inbox_daemon.router.fields import (
 
 __all__ = [
     "SUPPORTED_VERSION",
+    "AccountSpec",
     "ActionSpec",
+    "AllowanceSpec",
     "BusinessHoursMatch",
     "CalendarSpec",
     "ConditionSpec",
     "DocumentSpec",
+    "EntitlementSpec",
     "HeaderMatch",
     "HolidaySpec",
     "QueueSpec",
@@ -195,8 +201,8 @@ class CalendarSpec(Spec):
 class SlaSpec(Spec):
     """Targets per priority; ``business_time`` counts only the calendar's open hours."""
 
-    first_response: dict[PriorityChoice, Duration] = {}
-    resolve_by: dict[PriorityChoice, Duration] = {}
+    first_response: dict[PriorityChoice, SlaDuration] = {}
+    resolve_by: dict[PriorityChoice, SlaDuration] = {}
     business_time: bool = False
     calendar: Text | None = None
 
@@ -204,12 +210,70 @@ class SlaSpec(Spec):
     def _response_before_resolution(self) -> SlaSpec:
         for priority, response in self.first_response.items():
             resolve = self.resolve_by.get(priority)
-            if resolve is not None and response > resolve:
+            if resolve is not None and response.nominal > resolve.nominal:
                 raise fail(
                     f"first_response for {priority.value} ({response}) is longer than "
                     f"resolve_by ({resolve})"
                 )
         return self
+
+
+class AccountSpec(Spec):
+    """A customer organisation, matched by sender domain or Slack Connect team id."""
+
+    id: Text
+    name: Text | None = None
+    domains: Annotated[list[Text], BeforeValidator(listify)] = []
+    slack_team_ids: Annotated[list[Text], BeforeValidator(listify)] = []
+    tier: Text | None = None
+    entitlement: Text | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        out = []
+        for domain in value:
+            name = domain.strip().lower()
+            bare = name[2:] if name.startswith("*.") else name
+            if "@" in name or "*" in bare or "." not in bare.strip("."):
+                raise fail(
+                    f"bad domain {domain!r}: write it as 'example.com', or '*.example.com' "
+                    "for every subdomain"
+                )
+            out.append(name)
+        return out
+
+
+class AllowanceSpec(Spec):
+    """How many cases an entitlement covers per month or year."""
+
+    cases: int | None = None
+    hours: Any = None
+    per: PeriodChoice = Period.MONTH
+
+    @model_validator(mode="after")
+    def _cases(self) -> AllowanceSpec:
+        if self.hours is not None:
+            raise fail(
+                "an allowance of hours needs the time spent on cases, which is not recorded; "
+                "give 'cases: N' instead"
+            )
+        if self.cases is None:
+            raise fail("an allowance needs 'cases: N' (cases per month or year)")
+        if self.cases < 1:
+            raise fail(f"allowance cases must be at least 1, got {self.cases}")
+        return self
+
+
+class EntitlementSpec(Spec):
+    """The level of service of an account: terms, SLA policy, allowance."""
+
+    id: Text
+    terms: Text = AROUND_THE_CLOCK
+    sla_policy: Text | None = None
+    allowance: AllowanceSpec | None = None
+    #: For 24x7 terms: the zone periods are counted and dates shown in.
+    timezone: TimeZone | None = None
 
 
 def _text_shorthand(value: object) -> object:
@@ -313,6 +377,9 @@ class ConditionSpec(Spec):
     is_reply: bool | None = None
     is_reopen: bool | None = None
     priority: PriorityList | None = None
+    account: TextList | None = None
+    tier: TextList | None = None
+    entitlement: EntitlementChoice | None = None
     business_hours: Annotated[BusinessHoursMatch, BeforeValidator(_hours_shorthand)] | None = None
     all_: Annotated[list[ConditionSpec], AfterValidator(non_empty_list)] | None = Field(
         None, alias="all"
@@ -375,5 +442,7 @@ class DocumentSpec(Spec):
     business_hours: dict[str, Any] = {}
     holidays: list[Any] = []
     sla: dict[str, Any] = {}
+    accounts: list[Any] = []
+    entitlements: list[Any] = []
     rules: list[Any] = []
     default: dict[str, Any] | None = None

@@ -1,9 +1,10 @@
 """Validates the parsed rules.yaml data against the schema, item by item, with positions.
 
 Owns the step from plain data to schema models: the file's shape and version, then every user,
-team, queue, calendar, holiday, SLA policy and rule on its own, so that one broken rule does
-not hide the problems of the others; and the translation of pydantic errors into
-:class:`RulesError` values that say, at the right line and column, what was expected.
+team, queue, calendar, holiday, SLA policy, account, entitlement and rule on its own, so that
+one broken rule does not hide the problems of the others; and the translation of pydantic
+errors into :class:`RulesError` values that say, at the right line and column, what was
+expected.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from inbox_daemon.errors import RulesError
 from inbox_daemon.router.fields import describe
 from inbox_daemon.router.schema import (
     SUPPORTED_VERSION,
+    AccountSpec,
     ActionSpec,
     CalendarSpec,
     DocumentSpec,
+    EntitlementSpec,
     HolidaySpec,
     QueueSpec,
     RuleSpec,
@@ -60,6 +63,8 @@ class Document:
     calendars: dict[str, Item[CalendarSpec]] = field(default_factory=dict)
     holidays: list[Item[HolidaySpec]] = field(default_factory=list)
     sla: dict[str, Item[SlaSpec]] = field(default_factory=dict)
+    accounts: list[Item[AccountSpec]] = field(default_factory=list)
+    entitlements: list[Item[EntitlementSpec]] = field(default_factory=list)
     rules: list[Item[RuleSpec]] = field(default_factory=list)
     default: Item[ActionSpec] | None = None
     broken: dict[str, set[str]] = field(default_factory=dict)
@@ -120,6 +125,10 @@ def validate_document(data: object, smap: SourceMap) -> tuple[Document, list[Rul
         smap, errors,
     )  # fmt: skip
     doc.holidays = _items(section("holidays"), "holidays", HolidaySpec, "", doc, smap, errors)
+    doc.accounts = _items(section("accounts"), "accounts", AccountSpec, "id", doc, smap, errors)
+    doc.entitlements = _items(
+        section("entitlements"), "entitlements", EntitlementSpec, "id", doc, smap, errors
+    )
     doc.rules = _items(section("rules"), "rules", RuleSpec, "name", doc, smap, errors)
     doc.calendars = _named(
         section("business_hours"), "business_hours", CalendarSpec, doc, smap, errors

@@ -20,9 +20,11 @@ from inbox_daemon.service.activities import ActivityVerbs
 from inbox_daemon.service.core import (
     CaseView,
     Clock,
+    EntitlementCheck,
     SlaLookup,
     Source,
     StoredFile,
+    ZoneLookup,
     parse_contact,
     utcnow,
 )
@@ -41,11 +43,13 @@ __all__ = [
     "CaseView",
     "Clock",
     "DeliveryLedger",
+    "EntitlementCheck",
     "IncomingContents",
     "NotFoundError",
     "SlaLookup",
     "Source",
     "StoredFile",
+    "ZoneLookup",
     "parse_contact",
     "utcnow",
 ]

@@ -1,8 +1,9 @@
 """What every verb of the case service shares: its settings, its clock and its small types.
 
-:class:`ServiceCore` holds the database, the directory, the clock, the SLA lookup and the
-message domain; the verb families (:mod:`.reading`, :mod:`.changes`, :mod:`.activities`,
-:mod:`.incoming`) build on it and :class:`inbox_daemon.service.CaseService` joins them.
+:class:`ServiceCore` holds the database, the directory, the accounts, the clock, the SLA and
+time-zone lookups and the message domain; the verb families (:mod:`.reading`,
+:mod:`.changes`, :mod:`.activities`, :mod:`.incoming`) build on it and
+:class:`inbox_daemon.service.CaseService` joins them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import AddressHeader, HeaderRegistry
 from typing import TYPE_CHECKING, cast
+from zoneinfo import ZoneInfo
 
 from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.accounts import Account, AccountBook, Entitlement, EntitlementState
 from inbox_daemon.cases.directory import Directory
 from inbox_daemon.cases.model import Case
 from inbox_daemon.errors import CaseRuleError
 from inbox_daemon.messages import new_message_id
 from inbox_daemon.store.db import Database
+from inbox_daemon.store.entitlements import Usage
 from inbox_daemon.store.tables import ActivityRow, AuditRow
 
 if TYPE_CHECKING:
@@ -29,11 +33,21 @@ if TYPE_CHECKING:
 Clock = Callable[[], datetime]
 #: Where an agent's action came from: (channel, workspace, message id), e.g. a Slack message.
 Source = tuple[str, str, str]
-SlaLookup = Callable[[str], "tuple[sla.SlaPolicy, BusinessCalendar] | None"]
+#: (SLA policy, account) of a case -> the policy it is counted by, with its calendar.
+SlaLookup = Callable[[str | None, str | None], "tuple[sla.SlaPolicy, BusinessCalendar] | None"]
+#: (SLA policy, account) of a case -> the time zone its due dates are shown in.
+ZoneLookup = Callable[[str | None, str | None], ZoneInfo]
+UTC_ZONE = ZoneInfo("UTC")
 
 
-def _no_sla(_name: str) -> tuple[sla.SlaPolicy, BusinessCalendar] | None:
+def _no_sla(
+    _name: str | None, _account: str | None
+) -> tuple[sla.SlaPolicy, BusinessCalendar] | None:
     return None
+
+
+def _utc(_name: str | None, _account: str | None) -> ZoneInfo:
+    return UTC_ZONE
 
 
 def utcnow() -> datetime:
@@ -55,7 +69,9 @@ class StoredFile:
 
 @dataclass(frozen=True)
 class CaseView:
-    """A case with its activities and audit trail, for `cases show`."""
+    """A case with its activities and audit trail, for `cases show`; ``zone``: the time zone
+    its due dates are shown in; ``account``: its account as configured (None: none, or no
+    longer in rules.yaml)."""
 
     case: Case
     activities: list[ActivityRow]
@@ -64,6 +80,24 @@ class CaseView:
     children: tuple[str, ...] = ()
     #: The numbers of the cases merged into this one.
     merged: tuple[str, ...] = ()
+    zone: ZoneInfo = UTC_ZONE
+    account: Account | None = None
+
+
+@dataclass(frozen=True)
+class EntitlementCheck:
+    """What a new case of an entitled account finds: the entitlement, and for one with an
+    allowance the period, the units taken in it and whether one is left."""
+
+    account: str
+    entitlement: Entitlement
+    state: EntitlementState = EntitlementState.OK
+    period: str | None = None
+    usage: Usage | None = None
+
+    @property
+    def takes_unit(self) -> bool:
+        return self.usage is not None and self.state is EntitlementState.OK
 
 
 _HEADERS = HeaderRegistry()
@@ -125,16 +159,26 @@ class ServiceCore:
         auto_close_after: timedelta = lifecycle.DEFAULT_AUTO_CLOSE_AFTER,
         on_outgoing: Callable[[], None] | None = None,
         sla_lookup: SlaLookup = _no_sla,
+        zone_lookup: ZoneLookup = _utc,
+        accounts: AccountBook | None = None,
     ) -> None:
         self.db = db
-        #: The SLA policy (and its calendar) of a name from rules.yaml, or None.
+        #: The SLA policy (and its calendar) a case is counted by, from rules.yaml, or None.
         self.sla_lookup = sla_lookup
+        #: The time zone a case's due dates are shown in.
+        self.zone_lookup = zone_lookup
+        #: The customer accounts and entitlements in force (swapped whole on a reload).
+        self.accounts = accounts or AccountBook()
         #: Called after a transaction that queued an outgoing message commits (wakes the outbox).
         self.on_outgoing = on_outgoing
         self.directory = directory or Directory()
         self.clock = clock
         self.message_domain = message_domain
         self.auto_close_after = auto_close_after
+
+    def zone_of(self, case: Case) -> ZoneInfo:
+        """The time zone ``case``'s due dates are shown in (its calendar's)."""
+        return self.zone_lookup(case.sla_policy, case.account)
 
     def new_message_id(self, number: str) -> str:
         return new_message_id(number, self.message_domain)

@@ -27,6 +27,8 @@ class ReadingVerbs(ServiceCore):
                 await repo.audit_of(session, row.id),
                 children=tuple(await links.children_of(session, row.id)),
                 merged=tuple(await links.merged_from(session, row.number)),
+                zone=self.zone_of(case),
+                account=self.accounts.accounts.get(case.account) if case.account else None,
             )
 
     async def find(
@@ -35,10 +37,14 @@ class ReadingVerbs(ServiceCore):
         status: Sequence[Status] = (),
         queue: str | None = None,
         owner: str | None = None,
+        account: str | None = None,
         limit: int = 200,
     ) -> list[Case]:
+        """Cases, newest first; ``account`` must be configured (a one-line error if not)."""
+        if account is not None:
+            self.accounts.account(account)
         async with self.db.transaction() as session:
             rows = await repo.list_cases(
-                session, status=status, queue=queue, owner=owner, limit=limit
+                session, status=status, queue=queue, owner=owner, account=account, limit=limit
             )
             return [repo.to_domain(row) for row in rows]

@@ -48,6 +48,8 @@ _PLAIN_FIELDS = (
     "resolved_at",
     "closed_at",
     "paused_at",
+    "account",
+    "entitlement_exhausted",
 )
 
 
@@ -192,6 +194,7 @@ async def list_cases(
     status: Sequence[Status] = (),
     queue: str | None = None,
     owner: str | None = None,
+    account: str | None = None,
     limit: int = 200,
 ) -> list[CaseRow]:
     stmt = select(CaseRow).order_by(CaseRow.id.desc()).limit(limit)
@@ -201,6 +204,8 @@ async def list_cases(
         stmt = stmt.where(CaseRow.queue == queue)
     if owner is not None:
         stmt = stmt.where(CaseRow.owner_user == owner)
+    if account is not None:
+        stmt = stmt.where(CaseRow.account == account)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -135,6 +135,12 @@ class CaseRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The customer's account id from rules.yaml (None: an implicit contact).
+    account: Mapped[str | None] = mapped_column(String(100), index=True)
+    #: Created when the account's allowance was used up (it consumed no unit).
+    entitlement_exhausted: Mapped[bool] = mapped_column(
+        nullable=False, default=False, server_default=text("false")
+    )
     #: Optimistic lock: a concurrent writer of the same case fails instead of overwriting.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 
@@ -293,6 +299,33 @@ class TeamRotationRow(Base):
     team: Mapped[str] = mapped_column(String(100), primary_key=True)
     last_user: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class EntitlementUseRow(Base):
+    """One unit of an account's allowance taken by a new case: one row per case at most (the
+    key), so a case counts once; ``returned_at`` set when the case was cancelled.
+
+    ``seq`` numbers the units of one (account, entitlement, period) from 1, returned ones
+    included: two writers that counted the same units cannot both take the next one.
+    """
+
+    __tablename__ = "entitlement_uses"
+    case_id: Mapped[int] = mapped_column(Id, ForeignKey("cases.id"), primary_key=True)
+    #: Never loaded: orders the INSERTs of one flush (see ``ActivityRow.case``).
+    case: Mapped[CaseRow] = relationship(lazy="raise")
+    account: Mapped[str] = mapped_column(String(100), nullable=False)
+    entitlement: Mapped[str] = mapped_column(String(100), nullable=False)
+    #: ``2026-03`` (a month) or ``2026`` (a year), in the entitlement's time zone.
+    period: Mapped[str] = mapped_column(String(10), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "account", "entitlement", "period", "seq", name="uq_entitlement_uses_unit"
+        ),
+    )
 
 
 class SlackCardRow(Base):

@@ -16,11 +16,9 @@ import structlog
 from sqlalchemy import event, func, select
 
 from inbox_daemon.acknowledge import load_templates
-from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.enums import Priority, Status
 from inbox_daemon.cases.lifecycle import Close, Edit, SetStatus
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.cases.sla import SlaPolicy
 from inbox_daemon.channels.base import Delivery
 from inbox_daemon.channels.email.quotes import strip_quoted_reply
 from inbox_daemon.ingest import Ingestor, IntakeOptions
@@ -137,15 +135,14 @@ def rules() -> LoadedRules:
 
 @pytest.fixture
 def svc(db: Database, clock: Clock, rules: LoadedRules) -> CaseService:
-    def sla_lookup(name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
-        return (rules.sla[name], rules.calendar_for(name)) if name in rules.sla else None
-
     return CaseService(
         db,
         directory=rules.directory,
         clock=clock,
         message_domain="ours.example",
-        sla_lookup=sla_lookup,
+        sla_lookup=rules.sla_of,
+        zone_lookup=rules.zone_of,
+        accounts=rules.accounts,
     )
 
 
@@ -883,11 +880,8 @@ async def test_a_batch_writes_exactly_what_one_message_at_a_time_writes(
     rules = load_rules_text(REGULARS, "rules.yaml")
 
     async def prepare(database: Database) -> tuple[Ingestor, str]:
-        def sla_lookup(name: str) -> tuple[SlaPolicy, BusinessCalendar] | None:
-            return (rules.sla[name], rules.calendar_for(name)) if name in rules.sla else None
-
         svc = CaseService(database, directory=rules.directory, clock=clock,
-                          message_domain="ours.example", sla_lookup=sla_lookup)  # fmt: skip
+                          message_domain="ours.example", sla_lookup=rules.sla_of)  # fmt: skip
         ingest = acknowledging(svc, tmp_path / str(id(database)), rules)
         await ingest(delivery(mail(1, "Printer on fire")))  # CAS-000001, to be resolved
         await ingest(delivery(mail(2, "Scanner jammed", sender="bob@example.com")))  # closed

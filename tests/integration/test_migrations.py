@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.migrate import schema_state, upgrade
-from inbox_daemon.store.tables import Base
+from inbox_daemon.store.tables import Base, EntitlementUseRow
 
 
-async def insert_old_case(conn: AsyncConnection, now: datetime, number: str = "CAS-000001") -> None:
-    """A case as the first schema knew it (the ORM's table has columns added since)."""
-    names = ("number", "title", "description", "status", "priority", "origin", "contact_email",
-             "contact_name", "support_level", "created_at", "updated_at", "version")  # fmt: skip
-    cases = sa.table("cases", sa.column("tags", sa.JSON()), *(sa.column(c) for c in names))
-    await conn.execute(
-        sa.insert(cases).values(
-            number=number, title="t", description="", status="new", priority="medium",
-            origin="email", contact_email="ann@example.com", contact_name="",
-            support_level=1, tags=[], created_at=now, updated_at=now, version=1,
-        )
-    )  # fmt: skip
+def old_case(case_id: int, at: datetime, **values: Any) -> Any:
+    """An INSERT of a case with only the columns the first schema had (the ORM's row has the
+    newest columns, which a database at an older revision lacks)."""
+    row: dict[str, Any] = {
+        "id": case_id, "number": f"CAS-{case_id:06d}", "title": "t", "description": "",
+        "status": "new", "priority": "medium", "origin": "email",
+        "contact_email": "ann@example.com", "contact_name": "Ann", "support_level": 1,
+        "tags": [], "created_at": at, "updated_at": at, "version": 1, **values,
+    }  # fmt: skip
+    columns = [sa.column(n, sa.JSON()) if n == "tags" else sa.column(n) for n in row]
+    return sa.insert(sa.table("cases", *columns)).values(row)
 
 
 def _diff(sync_conn: Any) -> list[Any]:
@@ -66,7 +64,7 @@ async def test_automatic_answers_sent_before_0007_still_count_towards_the_limit(
         await upgrade(db, "0006")
         columns = ActivityRow.__table__.c
         async with db.engine.begin() as conn:  # as 0006 knew them: no automatic_to
-            await insert_old_case(conn, now)
+            await conn.execute(old_case(1, now))
             for direction, automatic, to in [
                 ("outgoing", True, "Ann@Example.com"), ("outgoing", False, "ann@example.com"),
                 ("incoming", True, "ann@example.com"), ("outgoing", True, "bob@example.com"),
@@ -89,6 +87,50 @@ async def test_automatic_answers_sent_before_0007_still_count_towards_the_limit(
         await db.dispose()
 
 
+async def test_cases_made_before_accounts_keep_their_data(db_url: str) -> None:
+    """A database at the revision before 0012 (whichever that is) keeps its cases, which get
+    no account and no exhausted flag, and takes entitlement uses after the upgrade."""
+    from alembic.script import ScriptDirectory
+
+    from inbox_daemon.cases.accounts import Account, AccountBook
+    from inbox_daemon.service import CaseService
+    from inbox_daemon.store.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    previous = script.get_revision("0012").down_revision
+    assert isinstance(previous, str)
+    db = Database(db_url)
+    now = datetime.now(UTC)
+    try:
+        await upgrade(db, previous)
+        async with db.engine.begin() as conn:
+            await conn.execute(old_case(1, now, queue="general"))
+            await conn.execute(old_case(2, now, status="cancelled"))
+        await upgrade(db)
+        svc = CaseService(db, accounts=AccountBook.of([Account("acme", "Acme")]))
+        first, second = await svc.get("CAS-000001"), await svc.get("CAS-000002")
+        assert (first.title, first.queue, first.contact_email) == (
+            "t",
+            "general",
+            "ann@example.com",
+        )
+        assert (first.account, first.entitlement_exhausted) == (None, False)
+        assert second.status.value == "cancelled"
+        listed = await svc.find(account="acme")
+        assert listed == []
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                sa.insert(EntitlementUseRow.__table__).values(
+                    case_id=1, account="acme", entitlement="gold", period="2026-03", seq=1,
+                    created_at=now,
+                )
+            )  # fmt: skip
+            count = await conn.execute(sa.select(sa.func.count()).select_from(EntitlementUseRow))
+            assert count.scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
 async def test_cases_made_before_0010_read_and_merge_after_the_upgrade(db_url: str) -> None:
     from datetime import UTC
 
@@ -100,8 +142,8 @@ async def test_cases_made_before_0010_read_and_merge_after_the_upgrade(db_url: s
     try:
         await upgrade(db, "0009")
         async with db.engine.begin() as conn:
-            await insert_old_case(conn, now, "CAS-000001")
-            await insert_old_case(conn, now, "CAS-000002")
+            await conn.execute(old_case(1, now))
+            await conn.execute(old_case(2, now))
         await upgrade(db)
         service = CaseService(db)
         old = await service.get("CAS-000001")

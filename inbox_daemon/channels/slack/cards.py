@@ -10,7 +10,7 @@ lookup. Nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from inbox_daemon.cases.enums import Priority
@@ -106,12 +106,19 @@ def _person(user: str | None, people: Mapping[str, str]) -> str:
     return people.get(user) or escape(user)
 
 
-def _due(case: Case) -> str:
+def due_text(when: datetime, zone: tzinfo) -> str:
+    """A due date as the calendar's zone shows it, whoever reads the card:
+    ``Mon 2 Mar 14:00 CET``."""
+    local = when.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %H:%M} {local.tzname()}"
+
+
+def _due(case: Case, zone: tzinfo) -> str:
     parts = []
     if case.first_response_due is not None and case.first_responded_at is None:
-        parts.append(f"first response by {_date(case.first_response_due)}")
+        parts.append(f"first response by {due_text(case.first_response_due, zone)}")
     if case.resolve_by_due is not None and case.status.open:
-        parts.append(f"resolve by {_date(case.resolve_by_due)}")
+        parts.append(f"resolve by {due_text(case.resolve_by_due, zone)}")
     return "\n".join(parts) or "—"
 
 
@@ -134,8 +141,12 @@ def case_card(
     latest: str | None = None,
     people: Mapping[str, str] | None = None,
     queue_name: str | None = None,
+    account_name: str | None = None,
+    zone: tzinfo = UTC,
 ) -> list[Block]:
-    """The card of a case. ``people`` maps agent ids to how to show them (``<@U…>``, names)."""
+    """The card of a case. ``people`` maps agent ids to how to show them (``<@U…>``, names);
+    ``account_name``: how its account is called; ``zone``: the calendar's time zone, which
+    the due dates are shown in."""
     people = people or {}
     owner = _person(case.owner_user, people)
     if case.owner_team:
@@ -146,8 +157,10 @@ def case_card(
         f"*Status*\n{case.status.label}",
         f"*Owner*\n{owner}",
         f"*Queue*\n{escape(queue_name or case.queue or '—')}",
-        f"*Due*\n{_due(case)}",
+        f"*Due*\n{_due(case, zone)}",
     ]
+    if case.account is not None:
+        fields.insert(1, f"*Account*\n{escape(account_name or case.account)}")
     blocks: list[Block] = [
         {
             "type": "header",
@@ -158,6 +171,13 @@ def case_card(
         },
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
+    if case.entitlement_exhausted:
+        blocks.append(
+            _section(
+                ":warning: *Entitlement exhausted*: the account's allowance was used up when "
+                "this case came in"
+            )
+        )
     if latest and latest.strip():
         blocks.append(_section(f"*Latest from the customer*\n{quote(latest)}"))
     if case.resolution and case.status.read_only:

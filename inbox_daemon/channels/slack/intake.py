@@ -123,6 +123,12 @@ def _team(body: Mapping[str, Any], event: Mapping[str, Any]) -> str:
     return str(body.get("team_id") or event.get("team") or "slack")
 
 
+def _user_team(event: Mapping[str, Any]) -> str | None:
+    """The sender's own workspace: ``user_team`` in a Slack Connect channel, else ``team``."""
+    team = event.get("user_team") or event.get("team")
+    return str(team) if team else None
+
+
 def _when(ts: str | None) -> datetime | None:
     try:
         return datetime.fromtimestamp(float(ts or ""), UTC)
@@ -154,7 +160,9 @@ def message_delivery(
         channel=ChannelKind.SLACK,
         mailbox=team,
         external_id=key,
-        sender=Address(slack_user=str(event.get("user")), name=sender_name),
+        sender=Address(
+            slack_user=str(event.get("user")), name=sender_name, slack_team=_user_team(event)
+        ),
         text=text,
         message_id=message_id(channel, ts),
         in_reply_to=(message_id(channel, thread_ts),) if thread_ts else (),

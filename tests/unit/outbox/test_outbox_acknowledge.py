@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -187,4 +188,9 @@ def test_without_folder_the_shipped_template_is_used() -> None:
 def test_expected_response_text() -> None:
     due = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
     assert expected_response(due) == "by Monday 2 March 2026, 13:00 UTC"
+    assert expected_response(due, ZoneInfo("Europe/Berlin")) == "by Monday 2 March 2026, 14:00 CET"
+    assert (
+        expected_response(due.replace(day=1, hour=23), ZoneInfo("America/New_York"))
+        == "by Sunday 1 March 2026, 18:00 EST"
+    )
     assert expected_response(None) == "as soon as we can"

@@ -28,6 +28,7 @@ def test_the_example_rules_file_loads() -> None:
     assert set(loaded.directory.queues) == {"general", "billing", "escalations"}
     assert loaded.directory.teams["tier1"].strategy is AssignmentStrategy.ROUND_ROBIN
     assert [r.name for r in loaded.rules.rules] == [
+        "over the allowance",
         "outage reports",
         "newsletters and auto-replies",
         "tag attachments",
@@ -36,7 +37,7 @@ def test_the_example_rules_file_loads() -> None:
         "reopened cases",
         "billing questions",
     ]
-    outage = loaded.rules.rules[0]
+    outage = loaded.rules.rules[1]
     assert (outage.actions.queue, outage.actions.team, outage.actions.priority) == (
         "escalations",
         "tier2",
@@ -47,8 +48,8 @@ def test_the_example_rules_file_loads() -> None:
     assert set(loaded.sla) == {"standard", "urgent"}
     assert loaded.default_calendar == "default"
     assert summary(loaded) == (
-        f"{EXAMPLE}: OK — 4 users, 3 teams, 3 queues, 7 rules, 2 SLA policies, 1 calendar, "
-        f"version {loaded.version}"
+        f"{EXAMPLE}: OK — 4 users, 3 teams, 3 queues, 8 rules, 2 SLA policies, 1 calendar, "
+        f"2 accounts, 2 entitlements, version {loaded.version}"
     )
 
 
@@ -99,12 +100,14 @@ def test_sla_policies_and_their_calendars() -> None:
     )
     from datetime import timedelta
 
+    from inbox_daemon.cases.sla import SlaTarget
+
     std = loaded.sla["std"]
-    assert dict(std.first_response) == {
-        Priority.HIGH: timedelta(hours=1, minutes=30),
-        Priority.LOW: timedelta(days=2),
+    assert dict(std.first_response) == {  # days kept apart: business days, not 24 open hours
+        Priority.HIGH: SlaTarget(time=timedelta(hours=1, minutes=30)),
+        Priority.LOW: SlaTarget(days=2),
     }
-    assert dict(std.resolve_by) == {Priority.HIGH: timedelta(days=9)}
+    assert dict(std.resolve_by) == {Priority.HIGH: SlaTarget(weeks=1, days=2)}
     assert std.business_time is True
     assert loaded.sla["fast"].business_time is False
     assert loaded.sla_calendars == {"std": "office", "fast": None}
@@ -207,15 +210,15 @@ def test_unknown_keys_name_the_allowed_keys() -> None:
     assert errors(text) == "\n".join(
         [
             "rules.yaml:2:1: unknown key 'userz' (did you mean 'users'?); expected one of: "
-            "version, users, teams, queues, support_levels, business_hours, holidays, sla, rules, "
-            "default",
+            "version, users, teams, queues, support_levels, business_hours, holidays, sla, "
+            "accounts, entitlements, rules, default",
             "rules.yaml:4:15: unknown key 'nmae' (did you mean 'name'?); expected one of: "
             "id, name, email, slack_id, os_user, active",
             "rules.yaml:7:19: unknown key 'sujbect' (did you mean 'subject'?); expected one of: "
             "channel, mailbox, from, from_domain, to, cc, subject, body, header, has_attachment, "
             "automatic, "
             "attachment_type, slack_channel, customer_has_open_cases, is_reply, is_reopen, "
-            "priority, business_hours, all, any, not",
+            "priority, account, tier, entitlement, business_hours, all, any, not",
             "rules.yaml:9:5: unknown key 'stopp' (did you mean 'stop'?); expected one of: "
             "name, description, enabled, when, then, stop",
         ]
@@ -443,7 +446,7 @@ def test_bad_durations() -> None:
             "rules.yaml:4:54: expected a duration such as '4h', '30m', '2d' or '1h30m', got 30",
             "rules.yaml:4:58: unknown priority 'urgent'; expected one of: low, medium, high, "
             "critical",
-            "rules.yaml:6:3: first_response for high (2:00:00) is longer than resolve_by (1:00:00)",
+            "rules.yaml:6:3: first_response for high (2h) is longer than resolve_by (1h)",
         ]
     )
 

@@ -45,10 +45,12 @@ def test_card_shows_the_case_and_its_buttons() -> None:
         "New",
         "<@U01ALICE>",
         "General",
-        "<!date^1772456400^",
+        "first response by Mon 2 Mar 13:00 UTC",
         "It &lt;smokes&gt;",
     ):
         assert needle in shown
+    assert "Account" not in shown
+    assert "Entitlement exhausted" not in shown
     [actions] = [b for b in blocks if b["type"] == "actions"]
     assert actions["block_id"] == "case_actions:CAS-000042"
     on_card = [a for a in cards.CARD_ACTIONS if a != cards.ACTION_TAKE_OVER]  # offered apart
@@ -57,6 +59,21 @@ def test_card_shows_the_case_and_its_buttons() -> None:
         cards.case_number_of({**e, "block_id": actions["block_id"]}) == "CAS-000042"
         for e in actions["elements"]
     )
+
+
+def test_card_shows_the_account_its_exhausted_entitlement_and_due_dates_in_the_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    blocks = cards.case_card(
+        case(account="acme", entitlement_exhausted=True, resolve_by_due=DUE.replace(day=3)),
+        account_name="Acme <Corp>",
+        zone=ZoneInfo("Europe/Berlin"),
+    )
+    shown = text_of(blocks)
+    assert "*Account*\\nAcme &lt;Corp&gt;" in shown
+    assert "Entitlement exhausted" in shown
+    assert "first response by Mon 2 Mar 14:00 CET" in shown  # 13:00 UTC, in Berlin
+    assert "resolve by Tue 3 Mar 14:00 CET" in shown
 
 
 def test_a_resolved_case_has_no_buttons_but_its_resolution() -> None:
