@@ -319,11 +319,11 @@ class SlackAgents:
         number: str,
         resolution: str,
         *,
-        cancel_open_activities: bool = False,
+        open_activities: lifecycle.OpenActivityPolicy = "fail",
     ) -> ActionResult:
         agent = await self.agent(slack_user)
         outcome = await self.service.resolve(
-            number, resolution, Actor.user(agent.id), cancel_open_activities=cancel_open_activities
+            number, resolution, Actor.user(agent.id), open_activities=open_activities
         )
         return self._done(outcome, agent, "{number} is resolved.")
 

@@ -62,6 +62,7 @@ class Runtime:
             message_domain=settings.cases.message_domain,
             auto_close_after=settings.cases.auto_close_after,
             sla_lookup=self.sla_policy,
+            diagnostic_tasks=settings.cases.diagnostic_tasks,
         )
         self.rules.on_change.append(
             lambda loaded: setattr(self.service, "directory", loaded.directory)

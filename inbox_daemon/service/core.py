@@ -121,8 +121,12 @@ class ServiceCore:
         auto_close_after: timedelta = lifecycle.DEFAULT_AUTO_CLOSE_AFTER,
         on_outgoing: Callable[[], None] | None = None,
         sla_lookup: SlaLookup = _no_sla,
+        diagnostic_tasks: bool = False,
     ) -> None:
         self.db = db
+        #: Open and close the diagnostic task of a case worked by an assignee (Creatio's
+        #: process; ``[cases] diagnostic_tasks``).
+        self.diagnostic_tasks = diagnostic_tasks
         #: The SLA policy (and its calendar) of a name from rules.yaml, or None.
         self.sla_lookup = sla_lookup
         #: Called after a transaction that queued an outgoing message commits (wakes the outbox).

@@ -74,3 +74,54 @@ async def test_automatic_answers_sent_before_0007_still_count_towards_the_limit(
             assert await recent_automatic_count(session, "carol@example.com", since) == 0
     finally:
         await db.dispose()
+
+
+async def test_activities_made_before_0010_are_kept_and_tasks_work_after(db_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from inbox_daemon.cases.enums import ActivityState
+    from inbox_daemon.cases.model import Actor
+    from inbox_daemon.service import CaseService
+    from inbox_daemon.store.tables import ActivityRow
+
+    db = Database(db_url)
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    try:
+        await upgrade(db, "0009")
+        svc = CaseService(db)
+        number = (
+            await svc.create(title="t", contact="ann@example.com", actor=Actor.system("test"))
+        ).number
+        columns = ActivityRow.__table__.c
+        async with db.engine.begin() as conn:  # as 0009 knew them: no due_at, assignee, result
+            for kind, state, subject in [("task", "open", "call back"),
+                                         ("note", "completed", "")]:  # fmt: skip
+                await conn.execute(
+                    insert(ActivityRow.__table__).values(
+                        {columns.case_id: 1, columns.kind: kind, columns.direction: "internal",
+                         columns.state: state, columns.subject: subject,
+                         columns.body_text: "kept", columns.actor: "user:alice",
+                         columns.created_at: now, columns.updated_at: now}
+                    )
+                )  # fmt: skip
+        await upgrade(db)
+        async with db.transaction() as session:
+            rows = (await session.execute(select(ActivityRow).order_by(ActivityRow.id))).scalars()
+            kept = [(a.kind, a.state, a.subject, a.body_text, a.actor, a.created_at,
+                     a.due_at, a.assignee, a.result) for a in rows]  # fmt: skip
+        assert kept == [
+            ("task", "open", "call back", "kept", "user:alice", now, None, None, None),
+            ("note", "completed", "", "kept", "user:alice", now, None, None, None),
+        ]
+        old_task = 1
+        await svc.settle_activity(number, old_task, ActivityState.COMPLETED, Actor.user("bob"))
+        due = now + timedelta(days=2)
+        task = await svc.add_task(number, "order a fuser", Actor.user("bob"), due=due)
+        view = await svc.show(number)
+        assert [(a.id, a.state, a.due_at) for a in view.activities] == [
+            (1, "completed", None), (2, "completed", None), (task.id, "open", due),
+        ]  # fmt: skip
+    finally:
+        await db.dispose()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from inbox_daemon.cases.lifecycle import OpenActivityPolicy
 from inbox_daemon.cases.model import Case
 from inbox_daemon.errors import InboxError
 from inbox_daemon.messages import Attachment
@@ -89,8 +90,11 @@ class AgentActions(Protocol):
         number: str,
         resolution: str,
         *,
-        cancel_open_activities: bool = False,
-    ) -> ActionResult: ...
+        open_activities: OpenActivityPolicy = "fail",
+    ) -> ActionResult:
+        """Resolve the case; its open activities are completed, cancelled, or (``fail``) the
+        resolve is refused with the reason."""
+        ...
 
     async def escalate(self, slack_user: str, number: str) -> ActionResult: ...
 

@@ -246,7 +246,9 @@ class SlackHandlers:
             await ack(response_action="errors", errors=problem)
             return
         try:
-            await self.actions.resolve(user, number, resolution, cancel_open_activities=cancel)
+            await self.actions.resolve(
+                user, number, resolution, open_activities="cancel" if cancel else "fail"
+            )
         except OpenActivitiesError as exc:
             await ack(response_action="errors", errors={cards.OPTIONS_BLOCK: str(exc)})
             return
