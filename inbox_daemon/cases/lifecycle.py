@@ -372,7 +372,8 @@ def _resolve(step: _Step, event: Resolve) -> None:
             raise OpenActivitiesError(
                 f"case {case.number} has {len(open_ids)} open activit"
                 f"{'y' if len(open_ids) == 1 else 'ies'}: complete or cancel them first"
-                " (or resolve with --complete-open-activities or --cancel-open-activities)"
+                " (or resolve with --complete-open-activities or --cancel-open-activities)",
+                len(open_ids),
             )
         state = (
             ActivityState.CANCELLED

@@ -125,6 +125,34 @@ class AgentActions(Protocol):
         """An internal note: it never reaches the customer (``source`` as for reply)."""
         ...
 
+    async def open_activity_count(self, slack_user: str, number: str) -> int:
+        """How many open activities would keep the case from being resolved."""
+        ...
+
+    async def log_call(
+        self, slack_user: str, number: str, direction: str, text: str
+    ) -> ActionResult:
+        """A phone call with the customer (``direction`` ``in`` or ``out``), logged as done."""
+        ...
+
+    async def add_task(
+        self,
+        slack_user: str,
+        number: str,
+        subject: str,
+        *,
+        due: datetime | None = None,
+        assignee: str | None = None,
+    ) -> ActionResult:
+        """An open task on the case, due by ``due``, for ``assignee`` (a Slack user id)."""
+        ...
+
+    async def settle_activity(
+        self, slack_user: str, number: str, activity_id: int, *, complete: bool
+    ) -> ActionResult:
+        """Complete (or cancel) an open activity of the case."""
+        ...
+
     async def card_case(self, channel: str, ts: str) -> str | None:
         """The number of the case whose card is the message ``ts`` in ``channel``, if any."""
         ...
