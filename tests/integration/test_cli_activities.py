@@ -292,3 +292,28 @@ def test_no_diagnostic_task_unless_configured(cli: Cli) -> None:
     ok(cli("cases", "assign", number, "--user", "alice"))
     ok(cli("cases", "pick", number, "--user", "alice"))
     assert shown(cli, number)["activities"] == []
+
+
+def test_a_mail_routed_to_an_agent_opens_the_diagnostic_task(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake's transaction too: the default route gives the case to tier1 by round robin."""
+    import io
+    import sys
+
+    monkeypatch.setenv("INBOX_DAEMON_CASES__DIAGNOSTIC_TASKS", "true")
+    raw = (
+        b"From: Ann <ann@customer.example>\r\nTo: support@example.com\r\n"
+        b"Subject: Printer smokes\r\nMessage-ID: <d1@customer.example>\r\n\r\nIt smokes.\r\n"
+    )
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    ok(cli("ingest"))
+    [case] = json.loads(ok(cli("cases", "list", "--json")))
+    assert case["owner_user"] == "alice"
+    view = shown(cli, case["number"])
+    assert diagnostic_tasks(view) == [("alice", "open", None)]
+    [opened] = [e for e in view["audit"] if e["action"] == "task"]
+    created = next(e for e in view["audit"] if e["action"] == "create")
+    assert (opened["actor_kind"], opened["actor_name"]) == (
+        created["actor_kind"], created["actor_name"],
+    )  # fmt: skip
