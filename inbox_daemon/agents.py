@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Sequence
+from datetime import datetime
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -26,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.directory import Directory, User
-from inbox_daemon.cases.enums import ActivityKind, Status
+from inbox_daemon.cases.enums import ActivityKind, ActivityState, Direction, Status
 from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.channels.base import BatchingSink, Delivery, IngestResult, Sink, take_batch
 from inbox_daemon.channels.slack import cards
@@ -380,11 +381,11 @@ class SlackAgents:
         number: str,
         resolution: str,
         *,
-        cancel_open_activities: bool = False,
+        open_activities: lifecycle.OpenActivityPolicy = "fail",
     ) -> ActionResult:
         agent = await self.agent(slack_user)
         outcome = await self.service.resolve(
-            number, resolution, Actor.user(agent.id), cancel_open_activities=cancel_open_activities
+            number, resolution, Actor.user(agent.id), open_activities=open_activities
         )
         return self._done(outcome, agent, "{number} is resolved.")
 
@@ -440,6 +441,65 @@ class SlackAgents:
         agent = await self.agent(slack_user)
         await self.service.note(number, text, Actor.user(agent.id), source=_source(source))
         return ActionResult(number.upper(), f"Internal note added to {number.upper()}.")
+
+    # --- activities agents log ---------------------------------------------------------------
+
+    async def open_activity_count(self, slack_user: str, number: str) -> int:
+        await self.agent(slack_user)
+        return len(await self.service.open_activities(number))
+
+    async def log_call(
+        self, slack_user: str, number: str, direction: str, text: str
+    ) -> ActionResult:
+        agent = await self.agent(slack_user)
+        activity = await self.service.log_call(number, direction, text, Actor.user(agent.id))
+        way = "an incoming" if activity.direction == Direction.INCOMING.value else "an outgoing"
+        said = f":telephone_receiver: {cards.escape(agent.name)} logged {way} call:\n"
+        self._tell_thread(number, said + cards.quote(activity.body_text))
+        return ActionResult(number.upper(), f"Call #{activity.id} logged on {number.upper()}.")
+
+    async def add_task(
+        self,
+        slack_user: str,
+        number: str,
+        subject: str,
+        *,
+        due: datetime | None = None,
+        assignee: str | None = None,
+    ) -> ActionResult:
+        agent = await self.agent(slack_user)
+        target = None
+        if assignee is not None:
+            try:
+                target = await self.agent(assignee)
+            except AgentRefused:
+                raise AgentRefused(f"<@{assignee}> is not an active agent") from None
+        activity = await self.service.add_task(
+            number, subject, Actor.user(agent.id), due=due,
+            assignee=target.id if target is not None else None,
+        )  # fmt: skip
+        people = people_of(self.service.directory)
+        said = f":ballot_box_with_check: {cards.escape(agent.name)} added task #{activity.id}"
+        if target is not None:
+            said += f" for {people.get(target.id, target.id)}"
+        if due is not None:
+            said += f", due {cards.date_text(due)}"
+        self._tell_thread(number, f"{said}:\n{cards.quote(activity.subject)}")
+        return ActionResult(number.upper(), f"Task #{activity.id} added to {number.upper()}.")
+
+    async def settle_activity(
+        self, slack_user: str, number: str, activity_id: int, *, complete: bool
+    ) -> ActionResult:
+        agent = await self.agent(slack_user)
+        state = ActivityState.COMPLETED if complete else ActivityState.CANCELLED
+        await self.service.settle_activity(number, activity_id, state, Actor.user(agent.id))
+        return ActionResult(number.upper(), f"Activity #{activity_id} of {number.upper()} is"
+                                            f" {state.value}.")  # fmt: skip
+
+    def _tell_thread(self, number: str, text: str) -> None:
+        """Say in the card's thread what an agent logged (after Slack is answered)."""
+        work = self.cards.refresh(number.upper(), thread_text=text)
+        self.background.spawn(work, name=f"card {number.upper()}")
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -65,6 +65,11 @@ class CasesSettings(_Section):
     acknowledge: bool = True
     #: At most this many automatic answers to one sender per hour (stops autoresponder loops).
     auto_answers_per_hour: int = Field(default=3, ge=0)
+    #: The seeds' diagnostic task (Creatio): a case that becomes active with an assignee gets
+    #: an open task for them, closed with a result when the case is resolved, cancelled, waits
+    #: for the customer or goes to someone else. Off by default: it adds an activity to every
+    #: assigned case, which an installation upgrading should choose.
+    diagnostic_tasks: bool = False
 
     @property
     def auto_close_after(self) -> timedelta:

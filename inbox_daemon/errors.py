@@ -88,7 +88,11 @@ class ReadOnlyCaseError(CaseRuleError):
 
 
 class OpenActivitiesError(CaseRuleError):
-    """A case cannot be resolved while it has open activities."""
+    """A case cannot be resolved while it has open activities (``count`` of them)."""
+
+    def __init__(self, message: str, count: int = 0) -> None:
+        super().__init__(message)
+        self.count = count
 
 
 class PickedByOther(CaseRuleError):

@@ -65,6 +65,7 @@ class Runtime:
             sla_lookup=self.sla_policy,
             zone_lookup=self.zone,
             accounts=current.accounts if current else None,
+            diagnostic_tasks=settings.cases.diagnostic_tasks,
         )
         self.rules.on_change.append(self._rules_changed)
         storage = settings.storage_path

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
+from inbox_daemon.cases import tasks
 from inbox_daemon.cases.enums import FINAL, PAUSED, ActivityState, Priority, Status
 from inbox_daemon.cases.model import EDITABLE_FIELDS, Case, FieldChange, diff
+from inbox_daemon.cases.tasks import CloseDiagnostic, LoggedActivity, OpenDiagnostic
 from inbox_daemon.errors import (
     CaseRuleError,
     OpenActivitiesError,
@@ -239,7 +241,9 @@ class Notify:
     reason: str
 
 
-Effect: TypeAlias = SettleActivities | OpenFollowUp | Resumed | Notify
+Effect: TypeAlias = (
+    SettleActivities | OpenFollowUp | Resumed | Notify | OpenDiagnostic | CloseDiagnostic
+)
 
 
 def needs_open_activities(event: Event) -> bool:
@@ -253,8 +257,12 @@ class Context:
     """What ``apply`` needs to know besides the case."""
 
     now: datetime
-    #: Ids of the case's activities that are still open (tasks, unsent phone calls...).
+    #: Ids of the case's activities that are still open (tasks...), the diagnostic task left
+    #: out: resolving or cancelling the case closes that one with its own result.
     open_activities: tuple[int, ...] = ()
+    #: Whether the diagnostic task is kept (``[cases] diagnostic_tasks``), and the open one.
+    diagnostics: bool = False
+    diagnostic: LoggedActivity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +420,8 @@ def _resolve(step: _Step, event: Resolve) -> None:
             raise OpenActivitiesError(
                 f"case {case.number} has {len(open_ids)} open activit"
                 f"{'y' if len(open_ids) == 1 else 'ies'}: complete or cancel them first"
-                " (or resolve with --cancel-open-activities)"
+                " (or resolve with --complete-open-activities or --cancel-open-activities)",
+                len(open_ids),
             )
         state = (
             ActivityState.CANCELLED
@@ -525,6 +534,8 @@ def apply(case: Case, event: Event, ctx: Context) -> Outcome:
     """Apply one event to a case. Raises a CaseRuleError subclass when the event is not allowed."""
     step = _Step(case, ctx)
     _HANDLERS[type(event)](step, event)
+    if ctx.diagnostics:
+        step.effects.extend(tasks.diagnostic_effects(case, step.case, ctx.diagnostic))
     new = step.case
     changes = diff(case, new)
     if changes:
@@ -543,10 +554,12 @@ def due_for_auto_close(
     )
 
 
-def new_case(case: Case, now: datetime) -> Outcome:
-    """The outcome of creating a case: every set field is a change."""
+def new_case(case: Case, now: datetime, *, diagnostics: bool = False) -> Outcome:
+    """The outcome of creating a case: every set field is a change (and, with ``diagnostics``,
+    the diagnostic task of a case created with an assignee)."""
     created = dataclasses.replace(case, created_at=case.created_at or now, updated_at=now)
-    return Outcome(created, diff(None, created), (), "create")
+    effects = tasks.diagnostic_effects(None, created, None) if diagnostics else ()
+    return Outcome(created, diff(None, created), effects, "create")
 
 
 __all__ = [
@@ -556,6 +569,7 @@ __all__ = [
     "Assign",
     "Cancel",
     "Close",
+    "CloseDiagnostic",
     "Context",
     "CustomerReplied",
     "Edit",
@@ -565,6 +579,7 @@ __all__ = [
     "Link",
     "MergeInto",
     "Notify",
+    "OpenDiagnostic",
     "OpenFollowUp",
     "Outcome",
     "Pick",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from inbox_daemon import __version__
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.enums import Origin, Priority, Status
+from inbox_daemon.cli.activities import cmd_cases_activity, cmd_cases_call, cmd_cases_task
 from inbox_daemon.cli.cases import (
     _event_command,
     cmd_cases_assign,
@@ -108,6 +109,34 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("text")
         p.set_defaults(func=func)
 
+    p = cases.add_parser("task", parents=[common, acting], help="add an open task to the case")
+    p.add_argument("number")
+    p.add_argument("subject", help="what is to be done")
+    p.add_argument(
+        "--due",
+        metavar="WHEN",
+        help="a duration from now (4h, 2d) or an ISO 8601 time (local unless it has an offset)",
+    )
+    p.add_argument("--assign", metavar="AGENT", help="the agent who is to do it")
+    p.set_defaults(func=cmd_cases_task)
+
+    p = cases.add_parser("call", parents=[common, acting], help="log a phone call on the case")
+    p.add_argument("number")
+    p.add_argument("--direction", required=True, choices=["in", "out"], help="who called whom")
+    p.add_argument("text", help="what was said")
+    p.set_defaults(func=cmd_cases_call)
+
+    activity = cases.add_parser(
+        "activity", help="complete or cancel an open activity"
+    ).add_subparsers(dest="activity_command", required=True, metavar="COMMAND")
+    for verb in ("complete", "cancel"):
+        a = activity.add_parser(
+            verb, parents=[common, acting], help=f"{verb} an open task of the case"
+        )
+        a.add_argument("number")
+        a.add_argument("id", type=int, help="the activity's id (#N in `cases show`)")
+        a.set_defaults(func=cmd_cases_activity, verb=verb)
+
     p = cases.add_parser("assign", parents=[common, acting], help="give the case to someone")
     p.add_argument("number")
     p.add_argument("--user")
@@ -129,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = cases.add_parser("resolve", parents=[common, acting], help="resolve a case")
     p.add_argument("number")
     p.add_argument("--resolution", required=True)
-    p.add_argument(
-        "--cancel-open-activities", action="store_true", help="cancel open activities first"
+    settle = p.add_mutually_exclusive_group()
+    settle.add_argument(
+        "--cancel-open-activities", action="store_true", help="cancel its open activities"
+    )
+    settle.add_argument(
+        "--complete-open-activities", action="store_true", help="complete its open activities"
     )
     p.set_defaults(func=cmd_cases_resolve)
 

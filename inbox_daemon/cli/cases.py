@@ -186,7 +186,13 @@ def cmd_cases_resolve(args: argparse.Namespace) -> int:
                     args.number,
                     args.resolution,
                     _actor(args, svc),
-                    cancel_open_activities=args.cancel_open_activities,
+                    open_activities=(
+                        "cancel"
+                        if args.cancel_open_activities
+                        else "complete"
+                        if args.complete_open_activities
+                        else "fail"
+                    ),
                 ),
             )
         )

@@ -165,6 +165,12 @@ def _print_view(view: CaseView) -> None:
     print("activities:")
     for a in view.activities:
         extra = f" [{a.delivery_state}]" if a.delivery_state else ""
+        if a.due_at is not None:
+            extra += f" due {a.due_at.isoformat(timespec='minutes')}"
+        if a.assignee:
+            extra += f" for {a.assignee}"
+        if a.result:
+            extra += f" ({a.result})"
         first = (a.subject or a.body_text).strip().splitlines()[:1]
         print(f"  #{a.id} {a.created_at:%Y-%m-%d %H:%M} {a.direction} {a.kind} {a.state}{extra}"
               f" {a.actor}: {first[0] if first else ''}")  # fmt: skip

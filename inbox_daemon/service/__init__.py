@@ -6,7 +6,9 @@ Its verbs come in families, one module each, joined in :class:`CaseService`:
 - :mod:`.reading`: a case, a case with its history, a list of cases;
 - :mod:`.changes`: create a case, apply a lifecycle event (assign, pick, resolve, close …);
 - :mod:`.links`: link a case to its parent, merge a duplicate, close by hand;
-- :mod:`.activities`: notes, tasks, agents' answers, automatic answers, a customer's edit;
+- :mod:`.activities`: notes, agents' answers, automatic answers, a customer's edit;
+- :mod:`.tasks`: the tasks and phone calls agents log, completing or cancelling them
+  (:mod:`.records` writes activities and the lifecycle's effects on them, in a transaction);
 - :mod:`.incoming`: the activity of a message taken in, receipts (for intake's transaction);
 - :mod:`.delivery`: what the outbox may send and what became of it (:class:`DeliveryLedger`).
 
@@ -16,7 +18,6 @@ A public verb is one transaction; a ``…_in`` verb writes inside the caller's (
 from __future__ import annotations
 
 from inbox_daemon.errors import NotFoundError
-from inbox_daemon.service.activities import ActivityVerbs
 from inbox_daemon.service.core import (
     CaseView,
     Clock,
@@ -32,9 +33,10 @@ from inbox_daemon.service.delivery import DeliveryLedger
 from inbox_daemon.service.incoming import IncomingContents, IncomingVerbs
 from inbox_daemon.service.links import LinkVerbs
 from inbox_daemon.service.reading import ReadingVerbs
+from inbox_daemon.service.tasks import TaskVerbs
 
 
-class CaseService(ActivityVerbs, IncomingVerbs, LinkVerbs, ReadingVerbs):
+class CaseService(TaskVerbs, IncomingVerbs, LinkVerbs, ReadingVerbs):
     """Every verb on cases and their activities (see the families above)."""
 
 

@@ -1,5 +1,5 @@
-"""The case service's activity verbs: notes, tasks, agents' answers, automatic answers, and a
-customer's edit of a message taken in.
+"""The case service's activity verbs: notes, agents' answers, automatic answers, and a
+customer's edit of a message taken in (tasks and phone calls: :mod:`.tasks`).
 
 Every outgoing activity is built here, by :meth:`ActivityVerbs.queue_outgoing_in`: pending
 delivery, its Message-ID fixed when it is queued, answering the customer's last message, its
@@ -25,6 +25,7 @@ from inbox_daemon.cases.enums import (
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.errors import CaseRuleError
 from inbox_daemon.kinds import ChannelKindSpec, UnknownChannelKind, kind_of, kinds
+from inbox_daemon.service import records
 from inbox_daemon.service.changes import ChangeVerbs
 from inbox_daemon.service.core import Source, StoredFile, norm_number
 from inbox_daemon.store import cases as repo
@@ -55,15 +56,6 @@ class ActivityVerbs(ChangeVerbs):
         await self.change_in(session, row, lifecycle.AgentReplied(internal=True), actor)
         return await self.internal_activity_in(session, row, actor, ActivityKind.NOTE, text=text)
 
-    async def add_task(self, number: str, subject: str, actor: Actor) -> ActivityRow:
-        """An open task on the case (it keeps the case from being resolved until settled)."""
-        async with self.db.transaction() as session:
-            row = await repo.get_case_row(session, norm_number(number), for_update=True)
-            lifecycle.require_editable(repo.to_domain(row), "add task")
-            return await self.internal_activity_in(
-                session, row, actor, ActivityKind.TASK, subject=subject, state=ActivityState.OPEN
-            )
-
     async def internal_activity_in(
         self,
         session: AsyncSession,
@@ -76,25 +68,9 @@ class ActivityVerbs(ChangeVerbs):
         state: ActivityState = ActivityState.COMPLETED,
     ) -> ActivityRow:
         """A note or task on the case, audited, inside the caller's transaction."""
-        now = self.clock()
-        activity = ActivityRow(
-            id=await ids.new_id(session, ActivityRow),
-            case_id=row.id,
-            kind=kind.value,
-            direction=Direction.INTERNAL.value,
-            state=state.value,
-            subject=subject,
-            body_text=text,
-            actor=str(actor),
-            created_at=now,
-            updated_at=now,
+        return await records.logged_activity_in(
+            session, row, actor, kind, now=self.clock(), text=text, subject=subject, state=state
         )
-        session.add(activity)
-        detail: dict[str, object] = {"activity": activity.id}
-        if subject:
-            detail["subject"] = subject
-        repo.audit(session, row.id, at=now, actor=actor, action=kind.value, detail=detail)
-        return activity
 
     async def _once(
         self,

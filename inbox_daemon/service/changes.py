@@ -13,11 +13,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inbox_daemon.cases import lifecycle, sla
+from inbox_daemon.cases import lifecycle, sla, tasks
 from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.enums import Origin, Priority, Status
 from inbox_daemon.cases.model import Actor, Case, diff
 from inbox_daemon.errors import CaseRuleError
+from inbox_daemon.service import records
 from inbox_daemon.service.core import EntitlementCheck, ServiceCore, norm_number, parse_contact
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import entitlements, ids
@@ -90,7 +91,7 @@ class ChangeVerbs(ServiceCore):
             check = await self.entitlement_check_in(session, draft.account, now)
         exhausted = check is not None and check.usage is not None and not check.takes_unit
         draft = replace(draft, number=number, created_at=now, entitlement_exhausted=exhausted)
-        outcome = lifecycle.new_case(draft, now)
+        outcome = lifecycle.new_case(draft, now, diagnostics=self.diagnostic_tasks)
         row = repo.new_row(outcome.case, parent_id)
         row.id = await ids.new_id(session, CaseRow)  # written with the transaction's next flush
         row.tags = sorted(set(tags))
@@ -98,6 +99,7 @@ class ChangeVerbs(ServiceCore):
         repo.audit(session, row.id, at=now, actor=actor, action="create", changes=outcome.changes)
         if check is not None and check.usage is not None:
             self._use_entitlement(session, row, check, actor, now)
+        await records.carry_out_in(session, row, outcome.effects, actor, now)
         return outcome.case, row
 
     async def entitlement_check_in(
@@ -192,14 +194,25 @@ class ChangeVerbs(ServiceCore):
         actor: Actor,
         detail: dict[str, object] | None = None,
     ) -> lifecycle.Outcome:
-        """Apply a lifecycle event to a locked case row inside the caller's transaction."""
+        """Apply a lifecycle event to a locked case row inside the caller's transaction.
+
+        With diagnostic tasks on, every event looks up the case's open activities (one query):
+        any change of status or assignee may open or close the diagnostic task.
+        """
         now = self.clock()
-        open_ids = (
-            await repo.open_activity_ids(session, row.id)
-            if lifecycle.needs_open_activities(event)
+        diagnostics = self.diagnostic_tasks
+        found = (
+            await repo.open_activities(session, row.id)
+            if diagnostics or lifecycle.needs_open_activities(event)
             else ()
         )
-        ctx = lifecycle.Context(now=now, open_activities=open_ids)
+        diagnostic = tasks.diagnostic_of(found) if diagnostics else None
+        ctx = lifecycle.Context(
+            now=now,
+            open_activities=tuple(a.id for a in found if a is not diagnostic),
+            diagnostics=diagnostics,
+            diagnostic=diagnostic,
+        )
         case = repo.to_domain(row, await repo.parent_number(session, row))
         outcome = await self._with_sla(session, row, case, lifecycle.apply(case, event, ctx), now)
         repo.write_back(row, outcome.case)
@@ -209,17 +222,7 @@ class ChangeVerbs(ServiceCore):
                 detail_back = {"entitlement": returned.entitlement, "period": returned.period}
                 repo.audit(session, row.id, at=now, actor=actor, action="entitlement_returned",
                            detail={"account": returned.account, **detail_back})  # fmt: skip
-        for effect in outcome.effects:
-            if isinstance(effect, lifecycle.SettleActivities):
-                await repo.settle_activities(session, effect.activity_ids, effect.state, now)
-                repo.audit(
-                    session,
-                    row.id,
-                    at=now,
-                    actor=actor,
-                    action=f"activities_{effect.state.value}",
-                    detail={"activities": list(effect.activity_ids)},
-                )
+        await records.carry_out_in(session, row, outcome.effects, actor, now)
         if outcome.changes or event.action not in ("customer_replied", "agent_replied"):
             repo.audit(
                 session,
@@ -357,10 +360,16 @@ class ChangeVerbs(ServiceCore):
             )
 
     async def resolve(
-        self, number: str, resolution: str, actor: Actor, *, cancel_open_activities: bool = False
+        self,
+        number: str,
+        resolution: str,
+        actor: Actor,
+        *,
+        open_activities: lifecycle.OpenActivityPolicy = "fail",
     ) -> lifecycle.Outcome:
-        policy: lifecycle.OpenActivityPolicy = "cancel" if cancel_open_activities else "fail"
-        return await self.change(number, lifecycle.Resolve(resolution, policy), actor)
+        """Resolve the case; its open activities are completed, cancelled, or (``fail``) make
+        the resolve fail with a reason."""
+        return await self.change(number, lifecycle.Resolve(resolution, open_activities), actor)
 
     async def close_resolved(self, actor: Actor | None = None) -> list[str]:
         """The auto-close job: close every case resolved longer ago than the waiting period."""

@@ -161,8 +161,12 @@ class ServiceCore:
         sla_lookup: SlaLookup = _no_sla,
         zone_lookup: ZoneLookup = _utc,
         accounts: AccountBook | None = None,
+        diagnostic_tasks: bool = False,
     ) -> None:
         self.db = db
+        #: Open and close the diagnostic task of a case worked by an assignee (Creatio's
+        #: process; ``[cases] diagnostic_tasks``).
+        self.diagnostic_tasks = diagnostic_tasks
         #: The SLA policy (and its calendar) a case is counted by, from rules.yaml, or None.
         self.sla_lookup = sla_lookup
         #: The time zone a case's due dates are shown in.

@@ -1,4 +1,5 @@
-"""The case service's reading verbs: one case, one case with its history, a list of cases."""
+"""The case service's reading verbs: one case, one case with its history, its open activities,
+a list of cases."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 
 from inbox_daemon.cases.enums import Status
 from inbox_daemon.cases.model import Case
+from inbox_daemon.cases.tasks import LoggedActivity
 from inbox_daemon.service.core import CaseView, ServiceCore, norm_number
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import links
@@ -30,6 +32,16 @@ class ReadingVerbs(ServiceCore):
                 zone=self.zone_of(case),
                 account=self.accounts.accounts.get(case.account) if case.account else None,
             )
+
+    async def open_activities(self, number: str) -> tuple[LoggedActivity, ...]:
+        """The open activities that keep the case from being resolved (the diagnostic task,
+        which a resolve closes itself, left out)."""
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, norm_number(number))
+            found = await repo.open_activities(session, row.id)
+        if self.diagnostic_tasks:
+            found = tuple(a for a in found if not a.diagnostic)
+        return found
 
     async def find(
         self,

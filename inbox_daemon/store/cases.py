@@ -13,6 +13,7 @@ from sqlalchemy.orm import InstanceState
 
 from inbox_daemon.cases.enums import (
     READ_ONLY,
+    ActivityKind,
     ActivityState,
     Direction,
     Origin,
@@ -20,6 +21,7 @@ from inbox_daemon.cases.enums import (
     Status,
 )
 from inbox_daemon.cases.model import Actor, Case, FieldChange, format_case_number
+from inbox_daemon.cases.tasks import LoggedActivity
 from inbox_daemon.errors import NotFoundError, SchemaError
 from inbox_daemon.store.tables import ActivityRow, AuditRow, Base, CaseRow, Counter
 from inbox_daemon.store.unit import CASE_COUNTER, flush_audit, unit_of
@@ -134,26 +136,56 @@ async def parent_number(session: AsyncSession, row: CaseRow) -> str | None:
     return (await session.execute(stmt)).scalar_one()
 
 
-async def open_activity_ids(session: AsyncSession, case_id: int) -> tuple[int, ...]:
-    """Activities that keep a case from being resolved: open tasks, calls and notes.
-
-    Messages that are merely on their way (outgoing mail pending delivery) do not count.
-    """
+async def open_activities(session: AsyncSession, case_id: int) -> tuple[LoggedActivity, ...]:
+    """The case's open activities, with what the rules of tasks need to know of them."""
     stmt = (
-        select(ActivityRow.id)
+        select(ActivityRow.id, ActivityRow.kind, ActivityRow.assignee, ActivityRow.flags)
         .where(ActivityRow.case_id == case_id, ActivityRow.state == ActivityState.OPEN.value)
         .order_by(ActivityRow.id)
     )
-    return tuple((await session.execute(stmt)).scalars())
+    return tuple(
+        LoggedActivity(id_, ActivityKind(kind), ActivityState.OPEN, assignee,
+                       bool((flags or {}).get("diagnostic")))
+        for id_, kind, assignee, flags in (await session.execute(stmt)).all()
+    )  # fmt: skip
+
+
+def logged(activity: ActivityRow) -> LoggedActivity:
+    """An activity row as the rules of tasks see it."""
+    return LoggedActivity(
+        activity.id,
+        ActivityKind(activity.kind),
+        ActivityState(activity.state),
+        activity.assignee,
+        bool(activity.flags.get("diagnostic")),
+    )
+
+
+async def activity_of(session: AsyncSession, case_id: int, activity_id: int) -> ActivityRow | None:
+    """Activity ``activity_id`` if it is one of the case's (locked), else None."""
+    stmt = (
+        select(ActivityRow)
+        .where(ActivityRow.id == activity_id, ActivityRow.case_id == case_id)
+        .with_for_update()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def settle_activities(
-    session: AsyncSession, ids: Sequence[int], state: ActivityState, now: datetime
+    session: AsyncSession,
+    ids: Sequence[int],
+    state: ActivityState,
+    now: datetime,
+    *,
+    result: str | None = None,
 ) -> None:
+    values: dict[str, Any] = {"state": state.value, "updated_at": now}
+    if result is not None:
+        values["result"] = result
     await session.execute(
         update(ActivityRow)
         .where(ActivityRow.id.in_(ids), ActivityRow.state == ActivityState.OPEN.value)
-        .values(state=state.value, updated_at=now)
+        .values(**values)
     )
 
 
@@ -305,14 +337,15 @@ async def status_history(session: AsyncSession, case_id: int) -> list[tuple[date
 
 
 async def last_incoming(session: AsyncSession, case_id: int) -> ActivityRow | None:
-    """The customer's latest message on a case (auto-replies and bounces left out): what an
-    answer threads to and what a case card quotes."""
+    """The customer's latest message on a case (auto-replies, bounces and the phone calls agents
+    log left out): what an answer threads to and what a case card quotes."""
     stmt = (
         select(ActivityRow)
         .where(
             ActivityRow.case_id == case_id,
             ActivityRow.direction == Direction.INCOMING.value,
             ActivityRow.automatic.is_(False),
+            ActivityRow.kind != ActivityKind.PHONE_CALL.value,  # logged by an agent
         )
         .order_by(ActivityRow.id.desc())
         .limit(1)

@@ -181,6 +181,11 @@ class ActivityRow(Base):
     #: automatic answers per address counts (indexed; ``recipients`` is JSON).
     automatic_to: Mapped[str | None] = mapped_column(String(400))
     flags: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    #: A task's due time and the agent it is assigned to.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assignee: Mapped[str | None] = mapped_column(String(100))
+    #: What a settled task was closed with (the diagnostic task's "Solution found" …).
+    result: Mapped[str | None] = mapped_column(String(200))
     actor: Mapped[str] = mapped_column(String(200), nullable=False)
     delivery_state: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from inbox_daemon.cli import main
 from tests.conftest import drop_postgres_database, make_postgres_database
@@ -62,6 +63,7 @@ def cli(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Cli]:
+    logging = structlog.get_config()  # main() points the log at capsys's stream, closed after
     home = tmp_path / "home"
     monkeypatch.setenv("INBOX_DAEMON_DATABASE__URL", database_url)
     assert main(["init", str(home)]) == 0
@@ -73,7 +75,8 @@ def cli(
         out = capsys.readouterr()
         return code, out.out, out.err
 
-    return run
+    yield run
+    structlog.configure(**logging)
 
 
 def ok(cli: Cli, *args: str) -> str:

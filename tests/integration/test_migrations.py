@@ -155,3 +155,53 @@ async def test_cases_made_before_0010_read_and_merge_after_the_upgrade(db_url: s
         assert (await service.show("CAS-000001")).merged == ("CAS-000002",)
     finally:
         await db.dispose()
+
+
+async def test_activities_made_before_0011_are_kept_and_tasks_work_after(db_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from inbox_daemon.cases.enums import ActivityState
+    from inbox_daemon.cases.model import Actor
+    from inbox_daemon.service import CaseService
+    from inbox_daemon.store.tables import ActivityRow
+
+    db = Database(db_url)
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    try:
+        await upgrade(db, "0009")
+        svc = CaseService(db)
+        number = "CAS-000001"
+        columns = ActivityRow.__table__.c
+        async with db.engine.begin() as conn:  # as 0009 knew them: no due_at, assignee, result
+            await conn.execute(old_case(1, now))
+            for kind, state, subject in [("task", "open", "call back"),
+                                         ("note", "completed", "")]:  # fmt: skip
+                await conn.execute(
+                    insert(ActivityRow.__table__).values(
+                        {columns.case_id: 1, columns.kind: kind, columns.direction: "internal",
+                         columns.state: state, columns.subject: subject,
+                         columns.body_text: "kept", columns.actor: "user:alice",
+                         columns.created_at: now, columns.updated_at: now}
+                    )
+                )  # fmt: skip
+        await upgrade(db)
+        async with db.transaction() as session:
+            rows = (await session.execute(select(ActivityRow).order_by(ActivityRow.id))).scalars()
+            kept = [(a.kind, a.state, a.subject, a.body_text, a.actor, a.created_at,
+                     a.due_at, a.assignee, a.result) for a in rows]  # fmt: skip
+        assert kept == [
+            ("task", "open", "call back", "kept", "user:alice", now, None, None, None),
+            ("note", "completed", "", "kept", "user:alice", now, None, None, None),
+        ]
+        old_task = 1
+        await svc.settle_activity(number, old_task, ActivityState.COMPLETED, Actor.user("bob"))
+        due = now + timedelta(days=2)
+        task = await svc.add_task(number, "order a fuser", Actor.user("bob"), due=due)
+        view = await svc.show(number)
+        assert [(a.id, a.state, a.due_at) for a in view.activities] == [
+            (1, "completed", None), (2, "completed", None), (task.id, "open", due),
+        ]  # fmt: skip
+    finally:
+        await db.dispose()

@@ -210,7 +210,7 @@ async def test_resolve_with_open_task_fails_then_cancels(svc: CaseService, db: D
         await svc.resolve(number, "fixed", ALICE)
     case = await svc.get(number)
     assert case.status is Status.NEW  # nothing changed
-    await svc.resolve(number, "fixed", ALICE, cancel_open_activities=True)
+    await svc.resolve(number, "fixed", ALICE, open_activities="cancel")
     view = await svc.show(number)
     assert view.case.status is Status.RESOLVED
     states = {a.id: a.state for a in view.activities}

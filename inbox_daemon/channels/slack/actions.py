@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from inbox_daemon.cases.lifecycle import OpenActivityPolicy
 from inbox_daemon.cases.model import Case
 from inbox_daemon.errors import InboxError
 from inbox_daemon.messages import Attachment
@@ -105,8 +106,11 @@ class AgentActions(Protocol):
         number: str,
         resolution: str,
         *,
-        cancel_open_activities: bool = False,
-    ) -> ActionResult: ...
+        open_activities: OpenActivityPolicy = "fail",
+    ) -> ActionResult:
+        """Resolve the case; its open activities are completed, cancelled, or (``fail``) the
+        resolve is refused with the reason."""
+        ...
 
     async def escalate(
         self,
@@ -157,6 +161,34 @@ class AgentActions(Protocol):
         self, slack_user: str, number: str, text: str, *, source: str | None = None
     ) -> ActionResult:
         """An internal note: it never reaches the customer (``source`` as for reply)."""
+        ...
+
+    async def open_activity_count(self, slack_user: str, number: str) -> int:
+        """How many open activities would keep the case from being resolved."""
+        ...
+
+    async def log_call(
+        self, slack_user: str, number: str, direction: str, text: str
+    ) -> ActionResult:
+        """A phone call with the customer (``direction`` ``in`` or ``out``), logged as done."""
+        ...
+
+    async def add_task(
+        self,
+        slack_user: str,
+        number: str,
+        subject: str,
+        *,
+        due: datetime | None = None,
+        assignee: str | None = None,
+    ) -> ActionResult:
+        """An open task on the case, due by ``due``, for ``assignee`` (a Slack user id)."""
+        ...
+
+    async def settle_activity(
+        self, slack_user: str, number: str, activity_id: int, *, complete: bool
+    ) -> ActionResult:
+        """Complete (or cancel) an open activity of the case."""
         ...
 
     async def card_case(self, channel: str, ts: str) -> str | None:

@@ -1,8 +1,9 @@
-"""Block Kit builders: the case card, the Resolve modal, ``/case`` answers. Pure functions.
+"""Block Kit builders: the case card and ``/case`` answers (the card's modals: :mod:`.forms`).
+Pure functions.
 
 The card shows a case's number, title, customer, priority, status, owner, due times and the
-latest customer text, with the buttons Pick, Release, Resolve, Escalate and an Assign user
-picker. Every interactive element carries the case number (the actions block's id is
+latest customer text, with the buttons Pick, Release, Resolve, Escalate, Log call, Add task and
+an Assign user picker. Every interactive element carries the case number (the actions block's id is
 ``case_actions:<number>``, buttons have it as their value), so a click names its case without a
 lookup. Nothing here does I/O.
 """
@@ -17,21 +18,33 @@ from inbox_daemon.cases.enums import Priority
 from inbox_daemon.cases.model import Case
 
 from .actions import CaseDetails, CaseListing
+from .forms import (
+    OPTIONS_BLOCK,
+    RESOLUTION_BLOCK,
+    RESOLVE_VIEW,
+    parse_resolve_submission,
+    resolve_modal,
+)
 
 __all__ = [
+    "ACTION_ADD_TASK",
     "ACTION_ASSIGN",
     "ACTION_ESCALATE",
+    "ACTION_LOG_CALL",
     "ACTION_PICK",
     "ACTION_RELEASE",
     "ACTION_RESOLVE",
     "ACTION_TAKE_OVER",
     "CARD_ACTIONS",
     "NOTE_SHORTCUT",
+    "OPTIONS_BLOCK",
+    "RESOLUTION_BLOCK",
     "RESOLVE_VIEW",
     "Block",
     "card_fallback",
     "case_card",
     "case_number_of",
+    "date_text",
     "details_blocks",
     "escape",
     "listing_blocks",
@@ -48,17 +61,15 @@ ACTION_RELEASE = "case_release"
 ACTION_RESOLVE = "case_resolve"
 ACTION_ESCALATE = "case_escalate"
 ACTION_ASSIGN = "case_assign"
+ACTION_LOG_CALL = "case_log_call"
+ACTION_ADD_TASK = "case_add_task"
 #: A forced Pick, from the offer made when another agent works the case.
 ACTION_TAKE_OVER = "case_take_over"
-CARD_ACTIONS = (
-    ACTION_PICK, ACTION_RELEASE, ACTION_RESOLVE, ACTION_ESCALATE, ACTION_ASSIGN, ACTION_TAKE_OVER
-)  # fmt: skip
+CARD_ACTIONS = (ACTION_PICK, ACTION_RELEASE, ACTION_RESOLVE, ACTION_ESCALATE, ACTION_LOG_CALL,
+                ACTION_ADD_TASK, ACTION_ASSIGN, ACTION_TAKE_OVER)  # fmt: skip
 ACTIONS_BLOCK = "case_actions"
-#: callback_id of the Resolve modal and of the "Add as internal note" message shortcut.
-RESOLVE_VIEW = "case_resolve_modal"
+#: callback_id of the "Add as internal note" message shortcut.
 NOTE_SHORTCUT = "case_add_note"
-RESOLUTION_BLOCK, RESOLUTION_INPUT = "resolution", "text"
-OPTIONS_BLOCK, CANCEL_INPUT, CANCEL_VALUE = "options", "cancel_open", "cancel_open_activities"
 
 MAX_SECTION = 2900  # Slack allows 3000 characters in a section's text
 MAX_HEADER = 150
@@ -85,7 +96,8 @@ def quote(text: str, limit: int = 1500) -> str:
     return "\n".join(f"&gt; {escape(line)}" for line in lines)
 
 
-def _date(when: datetime) -> str:
+def date_text(when: datetime) -> str:
+    """A time as Slack shows it in each reader's own time zone."""
     epoch = int(when.timestamp())
     return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{when.isoformat(timespec='minutes')}>"
 
@@ -186,7 +198,7 @@ def case_card(
     if case.worked_by:
         context.append(f"worked by {_person(case.worked_by, people)}")
     if case.updated_at is not None:
-        context.append(f"updated {_date(case.updated_at)}")
+        context.append(f"updated {date_text(case.updated_at)}")
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
     )
@@ -217,6 +229,8 @@ def _actions(case: Case) -> Block:
         _button("Release", ACTION_RELEASE, case.number),
         _button("Resolve", ACTION_RESOLVE, case.number),
         _button("Escalate", ACTION_ESCALATE, case.number, "danger"),
+        _button("Log call", ACTION_LOG_CALL, case.number),
+        _button("Add task", ACTION_ADD_TASK, case.number),
         {
             "type": "users_select",
             "action_id": ACTION_ASSIGN,
@@ -234,56 +248,6 @@ def case_number_of(action: Mapping[str, Any]) -> str | None:
     block = str(action.get("block_id") or "")
     prefix, _, number = block.partition(":")
     return number if prefix == ACTIONS_BLOCK and number else None
-
-
-def resolve_modal(number: str) -> Block:
-    """The Resolve modal: a resolution text and "cancel open activities"."""
-    return {
-        "type": "modal",
-        "callback_id": RESOLVE_VIEW,
-        "private_metadata": number,
-        "title": {"type": "plain_text", "text": _cut(f"Resolve {number}", 24)},
-        "submit": {"type": "plain_text", "text": "Resolve"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": RESOLUTION_BLOCK,
-                "label": {"type": "plain_text", "text": "Resolution"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": RESOLUTION_INPUT,
-                    "multiline": True,
-                    "max_length": 3000,
-                },
-            },
-            {
-                "type": "input",
-                "block_id": OPTIONS_BLOCK,
-                "optional": True,
-                "label": {"type": "plain_text", "text": "Open activities"},
-                "element": {
-                    "type": "checkboxes",
-                    "action_id": CANCEL_INPUT,
-                    "options": [
-                        {
-                            "text": {"type": "plain_text", "text": "Cancel open activities"},
-                            "value": CANCEL_VALUE,
-                        }
-                    ],
-                },
-            },
-        ],
-    }
-
-
-def parse_resolve_submission(view: Mapping[str, Any]) -> tuple[str, str, bool]:
-    """(case number, resolution, cancel open activities) from a submitted Resolve modal."""
-    values: Mapping[str, Any] = (view.get("state") or {}).get("values") or {}
-    text = ((values.get(RESOLUTION_BLOCK) or {}).get(RESOLUTION_INPUT) or {}).get("value")
-    chosen = ((values.get(OPTIONS_BLOCK) or {}).get(CANCEL_INPUT) or {}).get("selected_options")
-    cancel = any(o.get("value") == CANCEL_VALUE for o in chosen or ())
-    return str(view.get("private_metadata") or ""), str(text or ""), cancel
 
 
 def mirror_text(who: str, text: str, *, subject: str = "", files: Sequence[str] = ()) -> str:
@@ -320,7 +284,7 @@ def details_blocks(details: CaseDetails) -> list[Block]:
     people = details.people
     blocks = [b for b in case_card(details.case, people=people) if b["type"] != "actions"]
     lines = [
-        f"{_date(a.at)} · {escape(a.direction)} {escape(a.kind)} · {escape(a.author)}\n"
+        f"{date_text(a.at)} · {escape(a.direction)} {escape(a.kind)} · {escape(a.author)}\n"
         f"{quote(a.text, 300) if a.text.strip() else '_(no text)_'}"
         for a in details.activities
     ]

@@ -5,8 +5,9 @@
   in a case card's thread is an agent's reply to the customer, or an internal note when it
   starts with the note marker; edits and deletions of customer messages go to the revision
   callback; bot messages (ours included) and everything else are acknowledged and dropped.
-* card buttons and the Assign picker, the Resolve modal, the "Add as internal note" message
-  shortcut and the ``/case`` command call :class:`~.actions.AgentActions`.
+* card buttons and the Assign picker, the Resolve, Log call and Add task modals (:mod:`.forms`),
+  the "Add as internal note" message shortcut and the ``/case`` command call
+  :class:`~.actions.AgentActions`.
 
 Slack is answered as soon as the case is changed; posting ephemeral notices runs afterwards in
 the background. A retry of an event handled here or still in hand is answered at once.
@@ -29,7 +30,7 @@ from inbox_daemon.channels.base import Delivery, Sink
 from inbox_daemon.errors import ChannelUnavailable, InboxError, OpenActivitiesError, PickedByOther
 from inbox_daemon.logging import get_logger
 
-from . import cards, escalation
+from . import cards, escalation, forms
 from .actions import AgentActions
 from .background import Background
 from .files import FileFetcher
@@ -54,7 +55,8 @@ USAGE = (
     "*Usage:* `{cmd} list` · `{cmd} show CAS-000123` · `{cmd} pick CAS-000123 [force]` · "
     "`{cmd} resolve CAS-000123 <resolution>` · `{cmd} note CAS-000123 <text>` · "
     "`{cmd} escalate CAS-000123 <reason>` · `{cmd} link CAS-000123 <parent CAS-…>` · "
-    "`{cmd} unlink CAS-000123` · `{cmd} merge CAS-000123 <into CAS-…>` · `{cmd} close CAS-000123`"
+    "`{cmd} unlink CAS-000123` · `{cmd} merge CAS-000123 <into CAS-…>` · "
+    "`{cmd} close CAS-000123` · `{cmd} activity complete|cancel CAS-000123 <id>`"
 )
 #: ``/case`` verbs that name a case, and those that name a second one after it.
 _NUMBERED = frozenset({"show", "pick", "resolve", "note", "escalate", "link", "unlink", "merge",
@@ -95,7 +97,9 @@ class SlackHandlers:
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
         app.action(re.compile(f"^({'|'.join(cards.CARD_ACTIONS)})$"))(self.on_card_action)
-        app.view(cards.RESOLVE_VIEW)(self.on_resolve)
+        app.view(forms.RESOLVE_VIEW)(self.on_resolve)
+        app.view(forms.CALL_VIEW)(self.on_call)
+        app.view(forms.TASK_VIEW)(self.on_task)
         app.view(escalation.ESCALATE_VIEW)(self.on_escalate)
         app.command(self.command)(self.on_command)
         app.shortcut(cards.NOTE_SHORTCUT)(self.on_note_shortcut)
@@ -222,18 +226,22 @@ class SlackHandlers:
             log.warning("card action without a case number", action=action.get("action_id"))
             return
         action_id = action.get("action_id")
+        trigger = str(body.get("trigger_id", ""))
         try:
             if action_id == cards.ACTION_RESOLVE:
+                count = await self.actions.open_activity_count(user, number)
+                await self._open_modal(trigger, forms.resolve_modal(number, count), "Resolve")
+            elif action_id == cards.ACTION_LOG_CALL:
                 await self.actions.whoami(user)
-                await self._open_modal(str(body.get("trigger_id", "")), number)
-                return
-            if action_id == cards.ACTION_ESCALATE:
+                await self._open_modal(trigger, forms.call_modal(number), "Log call")
+            elif action_id == cards.ACTION_ADD_TASK:
+                await self.actions.whoami(user)
+                await self._open_modal(trigger, forms.task_modal(number), "Add task")
+            elif action_id == cards.ACTION_ESCALATE:
                 choices = await self.actions.escalation_choices(user, number)
-                await self._open_view(
-                    str(body.get("trigger_id", "")), escalation.escalate_modal(choices)
-                )
-                return
-            if action_id in (cards.ACTION_PICK, cards.ACTION_TAKE_OVER):
+                modal = escalation.escalate_modal(choices)
+                await self._open_modal(trigger, modal, "Escalate")
+            elif action_id in (cards.ACTION_PICK, cards.ACTION_TAKE_OVER):
                 force = action_id == cards.ACTION_TAKE_OVER
                 result = await self.actions.pick(user, number, force=force)
                 if force:
@@ -249,15 +257,11 @@ class SlackHandlers:
         except InboxError as exc:
             self.tell(channel, user, f":warning: {exc}")
 
-    async def _open_modal(self, trigger_id: str, number: str) -> None:
-        await self._open_view(trigger_id, cards.resolve_modal(number))
-
-    async def _open_view(self, trigger_id: str, view: cards.Block) -> None:
+    async def _open_modal(self, trigger_id: str, view: cards.Block, what: str) -> None:
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            title = view.get("title", {}).get("text", "the")
-            raise ChannelUnavailable("slack", f"could not open {title!r}: {exc}") from None
+            raise ChannelUnavailable("slack", f"could not open the {what} form: {exc}") from None
 
     async def on_escalate(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
@@ -281,18 +285,56 @@ class SlackHandlers:
 
     async def on_resolve(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
-        number, resolution, cancel = cards.parse_resolve_submission(view)
+        number, resolution, policy = forms.parse_resolve_submission(view)
         if not resolution.strip():
-            problem = {cards.RESOLUTION_BLOCK: "Say how the case was resolved."}
+            problem = {forms.RESOLUTION_BLOCK: "Say how the case was resolved."}
             await ack(response_action="errors", errors=problem)
             return
         try:
-            await self.actions.resolve(user, number, resolution, cancel_open_activities=cancel)
+            await self.actions.resolve(user, number, resolution, open_activities=policy)
         except OpenActivitiesError as exc:
-            await ack(response_action="errors", errors={cards.OPTIONS_BLOCK: str(exc)})
+            await ack(response_action="errors", errors=_open_activities_problem(view, exc))
             return
         except InboxError as exc:
-            await ack(response_action="errors", errors={cards.RESOLUTION_BLOCK: str(exc)})
+            await ack(response_action="errors", errors={forms.RESOLUTION_BLOCK: str(exc)})
+            return
+        await ack()
+
+    async def on_call(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str(body["user"]["id"])
+        number, direction, text = forms.parse_call_submission(view)
+        if not direction:
+            problem = {forms.DIRECTION_BLOCK: "Who called whom?"}
+        elif not text.strip():
+            problem = {forms.CALL_TEXT_BLOCK: "Say what was said."}
+        else:
+            try:
+                await self.actions.log_call(user, number, direction, text)
+            except InboxError as exc:
+                problem = {forms.CALL_TEXT_BLOCK: str(exc)}
+            else:
+                await ack()
+                return
+        await ack(response_action="errors", errors=problem)
+
+    async def on_task(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str(body["user"]["id"])
+        number, subject, due, assignee = forms.parse_task_submission(view)
+        if not subject.strip():
+            await ack(response_action="errors", errors={forms.TASK_SUBJECT_BLOCK: "Say what is"
+                                                        " to be done."})  # fmt: skip
+            return
+        try:
+            if assignee is not None:
+                await self.actions.whoami(assignee)
+        except InboxError:
+            problem = {forms.ASSIGNEE_BLOCK: f"<@{assignee}> is not an active agent."}
+            await ack(response_action="errors", errors=problem)
+            return
+        try:
+            await self.actions.add_task(user, number, subject, due=due, assignee=assignee)
+        except InboxError as exc:
+            await ack(response_action="errors", errors={forms.TASK_SUBJECT_BLOCK: str(exc)})
             return
         await ack()
 
@@ -358,7 +400,23 @@ class SlackHandlers:
             return (await self.actions.resolve(user, number, rest)).message, None
         if sub == "note" and rest:
             return (await self.actions.note(user, number, rest)).message, None
+        if sub == "activity":
+            return await self._activity_command(user, str(command.get("text", ""))), None
         return usage, None
+
+    async def _activity_command(self, user: str, text: str) -> str:
+        """``/case activity complete|cancel CAS-000123 <id>``."""
+        words = text.split()
+        if len(words) == 4 and words[1].lower() in ("complete", "cancel"):
+            number, activity_id = words[2], words[3].lstrip("#")
+            if _NUMBER.match(number) and activity_id.isdigit():
+                complete = words[1].lower() == "complete"
+                result = await self.actions.settle_activity(
+                    user, number.upper(), int(activity_id), complete=complete
+                )
+                return result.message
+        usage = USAGE.format(cmd=self.command)
+        return f":warning: `activity` needs complete or cancel, a case number and an id.\n{usage}"
 
     # --- telling the user ------------------------------------------------------------------
 
@@ -390,3 +448,14 @@ class SlackHandlers:
             )
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.warning("ephemeral message not posted", channel=channel, user=user, error=str(exc))
+
+
+def _open_activities_problem(view: Mapping[str, Any], exc: OpenActivitiesError) -> dict[str, str]:
+    """The refusal of a Resolve modal's submission for open activities, under its question (or,
+    if the modal had none when it was opened, under the resolution)."""
+    many = f"{exc.count} open activit{'ies' if exc.count != 1 else 'y'}"
+    if forms.asks_about_activities(view):
+        return {forms.OPTIONS_BLOCK: f"The case has {many}: not resolved. Choose to complete"
+                                     " or cancel them to resolve it."}  # fmt: skip
+    return {forms.RESOLUTION_BLOCK: f"The case has {many} now: close this form and press"
+                                    " Resolve again to choose what becomes of them."}  # fmt: skip

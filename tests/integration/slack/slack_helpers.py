@@ -168,11 +168,10 @@ def block_action(
     }
 
 
-def resolve_submission(
-    number: str, resolution: str, *, cancel: bool = False, user: str = ALICE
+def view_submission(
+    callback_id: str, number: str, values: dict[str, Any], *, user: str = ALICE
 ) -> dict[str, Any]:
-    option = {"text": {"type": "plain_text", "text": "Cancel"}, "value": "cancel_open_activities"}
-    chosen = [option] if cancel else []
+    """A submitted modal: ``values`` as Slack sends its state (block id -> action id -> value)."""
     return {
         "type": "view_submission",
         "team": {"id": TEAM, "domain": "test"},
@@ -180,16 +179,11 @@ def resolve_submission(
         "api_app_id": "A0TEST",
         "trigger_id": f"trigger-{next(_ids)}",
         "view": {
-            "id": "V0RESOLVE",
+            "id": f"V0{callback_id.upper()}",
             "type": "modal",
-            "callback_id": "case_resolve_modal",
+            "callback_id": callback_id,
             "private_metadata": number,
-            "state": {
-                "values": {
-                    "resolution": {"text": {"type": "plain_text_input", "value": resolution}},
-                    "options": {"cancel_open": {"type": "checkboxes", "selected_options": chosen}},
-                }
-            },
+            "state": {"values": values},
         },
     }
 
@@ -227,6 +221,55 @@ def escalate_submission(
             "state": {"values": values},
         },
     }
+
+
+def _radio(value: str | None) -> dict[str, Any]:
+    chosen = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
+    return {"type": "radio_buttons", "selected_option": chosen}
+
+
+def _text(value: str) -> dict[str, Any]:
+    return {"type": "plain_text_input", "value": value}
+
+
+def resolve_submission(
+    number: str,
+    resolution: str,
+    *,
+    cancel: bool = False,
+    choice: str | None = None,
+    asked: bool = True,
+    user: str = ALICE,
+) -> dict[str, Any]:
+    """The Resolve modal submitted; ``asked``: it had the open-activities question, answered
+    ``choice`` (complete, cancel, fail) or, with ``cancel``, "cancel"."""
+    values: dict[str, Any] = {"resolution": {"text": _text(resolution)}}
+    if asked:
+        values["options"] = {"open_activities": _radio("cancel" if cancel else choice)}
+    return view_submission("case_resolve_modal", number, values, user=user)
+
+
+def call_submission(
+    number: str, direction: str | None, text: str, *, user: str = ALICE
+) -> dict[str, Any]:
+    values = {"direction": {"way": _radio(direction)}, "text": {"text": _text(text)}}
+    return view_submission("case_call_modal", number, values, user=user)
+
+
+def task_submission(
+    number: str,
+    subject: str,
+    *,
+    due: int | None = None,
+    assignee: str | None = None,
+    user: str = ALICE,
+) -> dict[str, Any]:
+    values = {
+        "text": {"text": _text(subject)},
+        "due": {"when": {"type": "datetimepicker", "selected_date_time": due}},
+        "assignee": {"user": {"type": "users_select", "selected_user": assignee}},
+    }
+    return view_submission("case_task_modal", number, values, user=user)
 
 
 def command_payload(

@@ -88,23 +88,6 @@ def test_slack_customer_is_mentioned_and_long_titles_are_cut() -> None:
     assert len(blocks[0]["text"]["text"]) == 150
 
 
-def test_resolve_modal_round_trip() -> None:
-    modal = cards.resolve_modal("CAS-000042")
-    assert modal["callback_id"] == cards.RESOLVE_VIEW
-    assert len(modal["title"]["text"]) <= 24
-    option = modal["blocks"][1]["element"]["options"][0]
-
-    def submitted(chosen: list[object]) -> dict[str, object]:
-        values = {
-            "resolution": {"text": {"value": "Done"}},
-            "options": {"cancel_open": {"selected_options": chosen}},
-        }
-        return {"private_metadata": modal["private_metadata"], "state": {"values": values}}
-
-    assert cards.parse_resolve_submission(submitted([option])) == ("CAS-000042", "Done", True)
-    assert cards.parse_resolve_submission(submitted([])) == ("CAS-000042", "Done", False)
-
-
 def test_listing_and_details() -> None:
     listing = CaseListing(
         "alice",

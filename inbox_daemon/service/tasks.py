@@ -1,0 +1,83 @@
+"""The case service's verbs for the activities agents log: tasks, phone calls, and completing
+or cancelling an open one.
+
+Each is one transaction on the locked case and refused, with nothing changed, on a resolved,
+closed or cancelled case. A task keeps the case from being resolved until it is settled (or the
+resolve settles it); a logged call is done when it is logged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from inbox_daemon.cases import lifecycle, tasks
+from inbox_daemon.cases.enums import ActivityKind, ActivityState
+from inbox_daemon.cases.model import Actor
+from inbox_daemon.errors import NotFoundError
+from inbox_daemon.service import records
+from inbox_daemon.service.activities import ActivityVerbs
+from inbox_daemon.service.core import norm_number
+from inbox_daemon.store import cases as repo
+from inbox_daemon.store.tables import ActivityRow
+
+
+class TaskVerbs(ActivityVerbs):
+    async def add_task(
+        self,
+        number: str,
+        subject: str,
+        actor: Actor,
+        *,
+        due: datetime | None = None,
+        assignee: str | None = None,
+    ) -> ActivityRow:
+        """An open task on the case, due by ``due`` and assigned to ``assignee`` (an active
+        agent), if given."""
+        subject = tasks.require_subject(subject)
+        if assignee is not None:
+            self.directory.active_user(assignee)
+        if due is not None and due.tzinfo is None:
+            raise ValueError("a task's due time must be timezone-aware")
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, norm_number(number), for_update=True)
+            lifecycle.require_editable(repo.to_domain(row), "task")
+            return await records.logged_activity_in(
+                session, row, actor, ActivityKind.TASK, now=self.clock(), subject=subject,
+                state=ActivityState.OPEN, due_at=due, assignee=assignee,
+            )  # fmt: skip
+
+    async def log_call(self, number: str, direction: str, text: str, actor: Actor) -> ActivityRow:
+        """A phone call with the customer (``direction`` ``in`` or ``out``), logged as done."""
+        way = tasks.call_direction(direction)
+        text = tasks.require_subject(text, "a call")
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, norm_number(number), for_update=True)
+            lifecycle.require_editable(repo.to_domain(row), "call")
+            return await records.logged_activity_in(
+                session, row, actor, ActivityKind.PHONE_CALL, now=self.clock(), text=text,
+                subject=text.splitlines()[0][:200], direction=way,
+            )  # fmt: skip
+
+    async def settle_activity(
+        self, number: str, activity_id: int, state: ActivityState, actor: Actor
+    ) -> ActivityRow:
+        """Complete or cancel an open activity of the case."""
+        async with self.db.transaction() as session:
+            row = await repo.get_case_row(session, norm_number(number), for_update=True)
+            activity = await repo.activity_of(session, row.id, activity_id)
+            if activity is None:
+                raise NotFoundError(
+                    f"case {row.number} has no activity #{activity_id}:"
+                    f" `inbox-daemon cases show {row.number}` lists its activities"
+                )
+            verb = "complete" if state is ActivityState.COMPLETED else "cancel"
+            lifecycle.require_editable(repo.to_domain(row), f"{verb} activity")
+            tasks.check_settle(row.number, repo.logged(activity), state)
+            now = self.clock()
+            activity.state = state.value
+            activity.updated_at = now
+            repo.audit(
+                session, row.id, at=now, actor=actor, action=records.settled_action(state),
+                detail={"activity": activity.id, "kind": activity.kind},
+            )  # fmt: skip
+            return activity
