@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from inbox_daemon.cli import main
 
@@ -41,8 +42,12 @@ def cli(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> Cli:
-    """`inbox-daemon` in a folder set up by `init`, its database on the backend of ``db_url``."""
+) -> Iterator[Cli]:
+    """`inbox-daemon` in a folder set up by `init`, its database on the backend of ``db_url``.
+
+    ``main`` configures logging to this test's captured stderr: the configuration before it is
+    put back afterwards, so later tests do not log into a closed capture."""
+    logging_before = structlog.get_config()
     for name in [k for k in os.environ if k.startswith("INBOX_DAEMON_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("INBOX_DAEMON_DATABASE__URL", db_url)
@@ -57,8 +62,11 @@ def cli(
         out, err = capsys.readouterr()
         return Result(code, out, err)
 
-    assert call("init", ".").code == 0
-    return call
+    try:
+        assert call("init", ".").code == 0
+        yield call
+    finally:
+        structlog.configure(**logging_before)
 
 
 def ok(result: Result) -> str:
