@@ -206,14 +206,14 @@ class DocumentTemplate:
     source: str
 
 
-def template_path(folder: Path) -> Path:
+def template_path(folder: Path | None) -> Path:
     """The template in force: ``case_document.html`` in ``folder`` (rules.yaml's), else the
     packaged one."""
-    mine = folder / TEMPLATE_NAME
-    return mine if mine.is_file() else DEFAULT_TEMPLATE
+    mine = folder / TEMPLATE_NAME if folder is not None else None
+    return mine if mine is not None and mine.is_file() else DEFAULT_TEMPLATE
 
 
-def read_template(folder: Path) -> DocumentTemplate:
+def read_template(folder: Path | None) -> DocumentTemplate:
     """Read the template in force for ``folder``; a :class:`ConfigError` names the file."""
     path = template_path(folder)
     try:
