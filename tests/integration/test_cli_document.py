@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pypdf
 import pytest
+import structlog
 
 from inbox_daemon.cli import main
 from inbox_daemon.document import DEFAULT_TEMPLATE, TEMPLATE_NAME
@@ -131,12 +132,15 @@ class Document:
 @pytest.fixture
 def document(
     case_home: Cli, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
-) -> Document:
+) -> Iterator[Document]:
     for name in [k for k in os.environ if k.startswith("INBOX_DAEMON_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("INBOX_DAEMON_DATABASE__URL", case_home.env["INBOX_DAEMON_DATABASE__URL"])
     capsysbinary.readouterr()
-    return Document(case_home.home, capsysbinary)
+    yield Document(case_home.home, capsysbinary)
+    # main() pointed the logs at this test's captured stderr, closed after it: undo that, or
+    # the next test to log a warning fails writing to a closed file.
+    structlog.reset_defaults()
 
 
 def pdf_text(content: bytes) -> str:
