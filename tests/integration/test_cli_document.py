@@ -54,6 +54,9 @@ MAIL = (
 )
 REPLY = "Please unplug the printer; a technician comes on Tuesday."
 NOTE = "INTERNAL-NOTE-7731 the customer dropped it, do not tell them"
+TASK = "INTERNAL-TASK-7732 order a fuser from the warehouse"
+CALL_IN = "INTERNAL-CALL-7733 customer called, printer still smokes"
+CALL_OUT = "INTERNAL-CALL-7734 called the customer back, no answer"
 RESOLUTION = "The fuser unit was replaced."
 
 
@@ -84,7 +87,8 @@ def case_home(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cli]:
     """CAS-000001, made through the command: a customer's hostile mail, our reply, an
-    internal note, resolved. Made once per backend; the tests only read it."""
+    internal note, a task, two phone calls, resolved. Made once per backend; the tests only
+    read it."""
     home = tmp_path_factory.mktemp("document")
     postgres = request.param == "postgres"
     url = asyncio.run(make_postgres_database()) if postgres else f"sqlite:///{home / 'inbox.db'}"
@@ -95,7 +99,13 @@ def case_home(
         assert cli.ok("ingest", stdin=MAIL).strip() == "created CAS-000001"
         cli.ok("cases", "reply", "CAS-000001", REPLY, "--as", "alice")
         cli.ok("cases", "note", "CAS-000001", NOTE, "--as", "alice")
-        cli.ok("cases", "resolve", "CAS-000001", "--resolution", RESOLUTION, "--as", "alice")
+        cli.ok("cases", "task", "CAS-000001", TASK, "--as", "alice")
+        cli.ok("cases", "call", "CAS-000001", "--direction", "in", CALL_IN, "--as", "alice")
+        cli.ok("cases", "call", "CAS-000001", "--direction", "out", CALL_OUT, "--as", "alice")
+        cli.ok("cases", "resolve", "CAS-000001", "--resolution", RESOLUTION, "--as", "alice",
+               "--complete-open-activities")  # fmt: skip
+        shown = cli.ok("cases", "show", "CAS-000001")
+        assert all(text[:20] in shown for text in (NOTE, TASK, CALL_IN, CALL_OUT))
         yield cli
     finally:
         if postgres:
@@ -161,7 +171,7 @@ def test_the_html_document_shows_the_public_case_and_no_note(document: Document)
     assert "The printer smokes. &lt;script&gt;document.title=&#34;PWNED&#34;&lt;/script&gt;" in page
     assert "<script" not in page
     assert "<img src=x" not in page
-    assert "INTERNAL-NOTE" not in page
+    assert "INTERNAL-" not in page
     assert "alice" not in page.lower()  # no agent, queue or team names for the customer
     assert "general" not in page
 
@@ -186,12 +196,12 @@ def test_the_pdf_document_has_the_reply_and_not_the_note(
     text = pdf_text(out.read_bytes())
     for shown in ("CAS-000001", "Acme Corp", "Please unplug the printer", RESOLUTION):
         assert shown in text, shown
-    assert "INTERNAL-NOTE" not in text
+    assert "INTERNAL-" not in text
 
     # To a pipe, the bytes themselves.
     piped = case_home.run("cases", "document", "CAS-000001", "--format", "pdf")
     assert piped.returncode == 0, piped.stderr
-    assert "INTERNAL-NOTE" not in pdf_text(piped.stdout)
+    assert "INTERNAL-" not in pdf_text(piped.stdout)
 
     # To a terminal, a one-line error rather than binary.
     leader, follower = pty.openpty()
@@ -293,7 +303,7 @@ def test_chromium_renders_the_document_as_text_without_running_customer_markup(
     for shown in ("Case CAS-000001", "Printer <b>smokes</b>", "Acme Corp", REPLY, RESOLUTION,
                   'The printer smokes. <script>document.title="PWNED"</script>'):  # fmt: skip
         assert shown in text, shown
-    assert "INTERNAL-NOTE" not in dom.stdout
+    assert "INTERNAL-" not in dom.stdout
     tags = [tag for tag, _ in seen.tags]
     assert "script" not in tags
     assert "img" not in tags
