@@ -20,11 +20,13 @@ import asyncio
 import weakref
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from inbox_daemon import document as case_document
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.directory import Directory, User
 from inbox_daemon.cases.enums import ActivityKind, ActivityState, Direction, Status
@@ -36,6 +38,7 @@ from inbox_daemon.channels.slack.actions import (
     ActivityLine,
     AgentRefused,
     CaseDetails,
+    CaseDocument,
     CaseListing,
     EscalationChoices,
 )
@@ -265,9 +268,12 @@ class SlackAgents:
         background: Background | None = None,
         profiles: SlackProfiles | None = None,
         files: FileStore | None = None,
+        document_folder: Path | None = None,
     ) -> None:
         self.service = service
         self.client = client
+        #: Where an admin's case_document.html is (rules.yaml's folder; None: the packaged).
+        self.document_folder = document_folder
         #: Where the files of an agent's answer are kept (None: files are not passed on).
         self.files = files
         self.background = background if background is not None else Background()
@@ -536,6 +542,21 @@ class SlackAgents:
             for a in view.activities[-8:]
         )
         return CaseDetails(view.case, lines, people_of(self.service.directory))
+
+    async def document(self, slack_user: str, number: str) -> CaseDocument:
+        await self.agent(slack_user)
+        view = await self.service.show(number)
+
+        def make() -> bytes:  # Jinja and WeasyPrint: off the event loop
+            template = case_document.read_template(self.document_folder)
+            html = case_document.render_html(view, template, now=self.service.clock())
+            return case_document.to_pdf(html, template.path.parent)
+
+        content = await asyncio.to_thread(make)
+        case = view.case
+        return CaseDocument(
+            case.number, f"{case.number}.pdf", f"{case.number}: {case.title}", content
+        )
 
     # --- intake and revisions --------------------------------------------------------------
 

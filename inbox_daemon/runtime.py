@@ -95,7 +95,11 @@ class Runtime:
             client = make_client(slack, secrets.bot_token)
             background = Background()
             self.slack_agents = SlackAgents(
-                self.service, client, background=background, files=self.files
+                self.service,
+                client,
+                background=background,
+                files=self.files,
+                document_folder=settings.rules_path.parent,
             )
             self.sink = self.slack_agents.observe(self.ingestor)
             self.slack = SlackApp(

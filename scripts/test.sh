@@ -12,7 +12,9 @@ as_root() { [ "$(id -u)" = 0 ]; }
 # --- Debian packages ------------------------------------------------------------------------
 if as_root && command -v apt-get >/dev/null 2>&1; then
   need=()
-  for pkg in dovecot-imapd python3-venv systemd; do
+  # libpango*, fonts: WeasyPrint's PDF of the case document; chromium: its HTML in a browser.
+  for pkg in dovecot-imapd python3-venv systemd libpango-1.0-0 libpangoft2-1.0-0 \
+      fonts-dejavu-core chromium; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
   done
   if ! (echo > /dev/tcp/127.0.0.1/5432) 2>/dev/null && ! command -v pg_ctlcluster >/dev/null; then

@@ -25,6 +25,7 @@ from inbox_daemon.cli.cases import (
     cmd_run,
 )
 from inbox_daemon.cli.common import PROG
+from inbox_daemon.cli.document import add_document_command
 from inbox_daemon.cli.intake import (
     cmd_ingest,
     cmd_quarantine_list,
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cases_assign)
 
     add_work_commands(cases, common, acting)
+    add_document_command(cases, common)
 
     p = cases.add_parser("release", parents=[common, acting], help="put a picked case back")
     p.add_argument("number")

@@ -26,6 +26,7 @@ from inbox_daemon.cli.common import (
 )
 from inbox_daemon.config import CONFIG_FILENAME, load_settings
 from inbox_daemon.daemon import Daemon
+from inbox_daemon.document import TEMPLATE_NAME
 from inbox_daemon.logging import configure
 from inbox_daemon.runtime import Runtime
 from inbox_daemon.service import CaseService
@@ -40,7 +41,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     target.mkdir(parents=True, exist_ok=True)
     templates = resources.files("inbox_daemon") / "templates"
     written = []
-    for name in (CONFIG_FILENAME, "rules.yaml"):
+    for name in (CONFIG_FILENAME, "rules.yaml", TEMPLATE_NAME):
         dest = target / name
         if dest.exists() and not args.force:
             print(f"{dest} exists; kept it (use --force to overwrite)", file=sys.stderr)

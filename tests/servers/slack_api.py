@@ -5,8 +5,11 @@
 the parameters from the query string, form or JSON body, and the token) and answers like Slack:
 ``auth.test``, ``chat.postMessage`` (a new ts each time), ``chat.update``, ``chat.postEphemeral``,
 ``users.info`` and ``users.lookupByEmail`` (from :attr:`SlackStandIn.users`), ``views.open``,
-``conversations.info``, ``files.info`` and the file's download URL (which needs the bot token),
-``apps.connections.open`` (the URL of its own Socket Mode endpoint). :meth:`SlackStandIn.fail`
+``conversations.info``, ``conversations.open`` (a direct-message channel ``D…`` per user),
+``files.info`` and the file's download URL (which needs the bot token), the upload of a file
+(``files.getUploadURLExternal``, a POST of its bytes to the URL given, unsigned as Slack's are,
+``files.completeUploadExternal``: :attr:`SlackStandIn.uploads`), ``apps.connections.open`` (the
+URL of its own Socket Mode endpoint). :meth:`SlackStandIn.fail`
 makes the next call(s) of a method answer an error (``ratelimited`` with HTTP 429, an HTTP 500…)
 and :meth:`SlackStandIn.slow` makes a method slow to answer.
 
@@ -65,6 +68,19 @@ class _Failure:
 
 
 @dataclass
+class Upload:
+    """A file uploaded to Slack: its bytes, and where it was shared (once completed)."""
+
+    file_id: str
+    filename: str
+    length: int
+    content: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    initial_comment: str | None = None
+
+
+@dataclass
 class SlackStandIn:
     """The fake Slack. ``users``: user id -> {"email", "name", "is_bot"}."""
 
@@ -74,6 +90,8 @@ class SlackStandIn:
     #: (channel, ts) -> the message as posted or last updated.
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     missing_channels: set[str] = field(default_factory=set)
+    #: file id -> the files uploaded through files.getUploadURLExternal.
+    uploads: dict[str, Upload] = field(default_factory=dict)
     port: int = 0
     _files: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
     _failures: dict[str, list[_Failure]] = field(default_factory=dict)
@@ -90,6 +108,7 @@ class SlackStandIn:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/files/{file_id}/{name}", self._download)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -280,6 +299,46 @@ class SlackStandIn:
         if channel in self.missing_channels:
             return {"ok": False, "error": "channel_not_found"}
         return {"ok": True, "channel": {"id": channel, "name": channel.lower()}}
+
+    def _m_conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        users = str(p.get("users", "")).split(",")
+        if len(users) != 1 or users[0] not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users[0].removeprefix("U")}}
+
+    def _m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        filename, length = str(p.get("filename", "")), str(p.get("length", ""))
+        if not filename or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        self.uploads[file_id] = Upload(file_id, filename, int(length))
+        return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+
+    def _m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        listed = p.get("files")
+        files = json.loads(listed) if isinstance(listed, str) else listed
+        done = []
+        for item in files or []:
+            upload = self.uploads.get(str(item.get("id")))
+            if upload is None or upload.content is None:
+                return {"ok": False, "error": "file_not_found"}
+            upload.title = item.get("title") or upload.filename
+            upload.channel = p.get("channel_id")
+            upload.initial_comment = p.get("initial_comment")
+            done.append({"id": upload.file_id, "name": upload.filename, "title": upload.title})
+        if not done:
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True, "files": done}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404)
+        content = await request.read()
+        if len(content) != upload.length:
+            return web.Response(status=400, text="length does not match")
+        upload.content = content
+        return web.Response(text=f"OK - {len(content)}")
 
     def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
         found = self._files.get(str(p.get("file", "")))

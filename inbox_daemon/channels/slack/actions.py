@@ -24,6 +24,7 @@ __all__ = [
     "AgentActions",
     "AgentRefused",
     "CaseDetails",
+    "CaseDocument",
     "CaseListing",
     "EscalationChoices",
 ]
@@ -72,6 +73,16 @@ class CaseDetails:
     activities: tuple[ActivityLine, ...]
     #: Agent id -> how to show them (``<@U…>`` or their name).
     people: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseDocument:
+    """``/case document``: the case's customer-facing document, ready to upload."""
+
+    number: str
+    filename: str
+    title: str
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +213,7 @@ class AgentActions(Protocol):
     async def list_cases(self, slack_user: str, channel: str | None = None) -> CaseListing: ...
 
     async def show(self, slack_user: str, number: str) -> CaseDetails: ...
+
+    async def document(self, slack_user: str, number: str) -> CaseDocument:
+        """The case's customer-facing document as a PDF (no internal notes)."""
+        ...

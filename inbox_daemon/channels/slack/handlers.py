@@ -7,7 +7,8 @@
   callback; bot messages (ours included) and everything else are acknowledged and dropped.
 * card buttons and the Assign picker, the Resolve, Log call and Add task modals (:mod:`.forms`),
   the "Add as internal note" message shortcut and the ``/case`` command call
-  :class:`~.actions.AgentActions`.
+  :class:`~.actions.AgentActions`; ``/case document`` sends the case's PDF to the user as a
+  file in a direct message.
 
 Slack is answered as soon as the case is changed; posting ephemeral notices runs afterwards in
 the background. A retry of an event handled here or still in hand is answered at once.
@@ -23,7 +24,7 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from inbox_daemon.channels.base import Delivery, Sink
@@ -31,8 +32,9 @@ from inbox_daemon.errors import ChannelUnavailable, InboxError, OpenActivitiesEr
 from inbox_daemon.logging import get_logger
 
 from . import cards, escalation, forms
-from .actions import AgentActions
+from .actions import AgentActions, CaseDocument
 from .background import Background
+from .errors import error_code
 from .files import FileFetcher
 from .intake import (
     EventKind,
@@ -56,11 +58,12 @@ USAGE = (
     "`{cmd} resolve CAS-000123 <resolution>` · `{cmd} note CAS-000123 <text>` · "
     "`{cmd} escalate CAS-000123 <reason>` · `{cmd} link CAS-000123 <parent CAS-…>` · "
     "`{cmd} unlink CAS-000123` · `{cmd} merge CAS-000123 <into CAS-…>` · "
-    "`{cmd} close CAS-000123` · `{cmd} activity complete|cancel CAS-000123 <id>`"
+    "`{cmd} close CAS-000123` · `{cmd} activity complete|cancel CAS-000123 <id>` · "
+    "`{cmd} document CAS-000123`"
 )
 #: ``/case`` verbs that name a case, and those that name a second one after it.
 _NUMBERED = frozenset({"show", "pick", "resolve", "note", "escalate", "link", "unlink", "merge",
-                       "close"})  # fmt: skip
+                       "close", "document"})  # fmt: skip
 _PAIRED = frozenset({"link", "merge"})
 _NUMBER = re.compile(r"^CAS-\d{6,}$", re.IGNORECASE)
 
@@ -402,6 +405,12 @@ class SlackHandlers:
             return (await self.actions.note(user, number, rest)).message, None
         if sub == "activity":
             return await self._activity_command(user, str(command.get("text", ""))), None
+        if sub == "document" and not rest:
+            made = await self.actions.document(user, number)
+            self.background.spawn(
+                self._send_document(made, user, command.get("channel_id")), "slack-document"
+            )
+            return f"{made.number}: its document comes as a direct message from me.", None
         return usage, None
 
     async def _activity_command(self, user: str, text: str) -> str:
@@ -417,6 +426,29 @@ class SlackHandlers:
                 return result.message
         usage = USAGE.format(cmd=self.command)
         return f":warning: `activity` needs complete or cancel, a case number and an id.\n{usage}"
+
+    async def _send_document(self, made: CaseDocument, user: str, channel: str | None) -> None:
+        """The document as a file in a direct message to ``user``; told in ``channel`` if
+        Slack refuses it."""
+        try:
+            opened = await self.client.conversations_open(users=user)
+            await self.client.files_upload_v2(
+                channel=str(opened["channel"]["id"]),
+                content=made.content,
+                filename=made.filename,
+                title=made.title,
+                initial_comment=f"The customer document of {made.number} (no internal notes).",
+            )
+        except (SlackApiError, SlackRequestError, aiohttp.ClientError, TimeoutError,
+                OSError) as exc:  # fmt: skip
+            said = error_code(exc) if isinstance(exc, SlackApiError) else str(exc).splitlines()[0]
+            log.warning("case document not sent", case=made.number, user=user, error=said)
+            self.tell(
+                channel, user,
+                f":warning: Slack would not take {made.number}'s document ({said}); on the"
+                f" server: `inbox-daemon cases document {made.number} --format pdf -o"
+                f" {made.filename}`",
+            )  # fmt: skip
 
     # --- telling the user ------------------------------------------------------------------
 
