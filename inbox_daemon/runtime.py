@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from inbox_daemon.acknowledge import AckTemplates, load_templates
@@ -26,7 +27,7 @@ from inbox_daemon.channels.slack.app import SlackApp, make_client
 from inbox_daemon.channels.slack.background import Background
 from inbox_daemon.channels.slack.sender import SlackSender
 from inbox_daemon.config import OutboxSettings, Settings, load_settings
-from inbox_daemon.errors import ConfigError
+from inbox_daemon.errors import ConfigError, RulesError
 from inbox_daemon.ingest import Ingestor, IntakeOptions
 from inbox_daemon.logging import configure, get_logger
 from inbox_daemon.outbox import Outbox, OutboxPolicy
@@ -45,17 +46,30 @@ class Runtime:
     """Everything built from the settings, shared by the daemon and the CLI."""
 
     def __init__(
-        self, settings: Settings, *, with_rules: bool = True, with_channels: bool = True
+        self,
+        settings: Settings,
+        *,
+        with_rules: bool | Literal["if_valid"] = True,
+        with_channels: bool = True,
     ) -> None:
         """``with_rules=False`` skips rules.yaml (commands that only read cases);
+        ``"if_valid"`` reads it but goes on without it when it is broken (``rules_problem``
+        says why: a command that only shows a case still works);
         ``with_channels=False`` builds no senders and no Slack app, so a command run from an
         admin's shell needs no mail or Slack secrets (the daemon's outbox sends what it queues).
         """
         self.settings = settings
         self.db = Database(settings.database_url)
         self.rules = RulesHolder(settings.rules_path, queues_with_open_cases=self.open_queues)
+        #: Why rules.yaml was not read (``with_rules="if_valid"`` and a broken file), or None.
+        self.rules_problem: str | None = None
         if with_rules and settings.rules_path.exists():
-            self.rules.load()
+            try:
+                self.rules.load()
+            except RulesError as exc:
+                if with_rules is True:
+                    raise
+                self.rules_problem = str(exc).splitlines()[0]
         current = self.rules.current
         self.service = CaseService(
             self.db,

@@ -123,7 +123,7 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
-    view = _run(_with_service(args, lambda svc: svc.show(args.number)))
+    view = _run(_with_service(args, lambda svc: svc.show(args.number), with_rules="if_valid"))
     if args.json:
         print(json.dumps(_view_dict(view), indent=2))
     else:

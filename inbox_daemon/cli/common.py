@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from inbox_daemon.cases.model import Actor, Case
@@ -40,9 +41,18 @@ def _run(coro: Awaitable[T]) -> T:
 
 
 async def _with_runtime(
-    args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]], *, with_rules: bool = True
+    args: argparse.Namespace,
+    work: Callable[[Runtime], Awaitable[T]],
+    *,
+    with_rules: bool | Literal["if_valid"] = True,
 ) -> T:
     runtime = Runtime(_settings(args), with_rules=with_rules, with_channels=False)
+    if runtime.rules_problem is not None:
+        print(
+            f"{PROG}: warning: rules.yaml not read, so no account names and due dates in UTC:"
+            f" {runtime.rules_problem}",
+            file=sys.stderr,
+        )
     try:
         await require_current(runtime.db)
         return await work(runtime)
@@ -54,7 +64,7 @@ async def _with_service(
     args: argparse.Namespace,
     work: Callable[[CaseService], Awaitable[T]],
     *,
-    with_rules: bool = True,
+    with_rules: bool | Literal["if_valid"] = True,
 ) -> T:
     return await _with_runtime(args, lambda runtime: work(runtime.service), with_rules=with_rules)
 

@@ -16,7 +16,7 @@ def cmd_cases_document(args: argparse.Namespace) -> int:
         raise UsageError("a PDF is binary: write it with -o FILE, or pipe or redirect stdout")
     folder = _settings(args).rules_path.parent
     template = document.read_template(folder)
-    view = _run(_with_service(args, lambda svc: svc.show(args.number)))
+    view = _run(_with_service(args, lambda svc: svc.show(args.number), with_rules="if_valid"))
     html = document.render_html(view, template, now=datetime.now(UTC))
     content = (
         document.to_pdf(html, template.path.parent)

@@ -207,3 +207,15 @@ def test_close_by_hand_only_when_resolved(cli: Cli) -> None:
     ok(cli, "cases", "resolve", number, "--resolution", "new fuser")
     assert "closed, status closed" in ok(cli, "cases", "close", number)
     assert show(cli, number)["case"]["closed_at"]
+
+
+def test_a_broken_rules_file_still_lets_a_case_be_shown(cli: Cli, tmp_path: Path) -> None:
+    number = new_case(cli)
+    (tmp_path / "home" / "rules.yaml").write_text("version: 1\nusers: [{id: alice, nmae: A}]\n")
+    code, out, err = cli("cases", "show", number)
+    assert code == 0
+    assert out.startswith(f"{number}  Printer smokes")
+    [warning] = err.strip().splitlines()
+    assert warning.startswith("inbox-daemon: warning: rules.yaml not read, so no account names")
+    assert "unknown key 'nmae'" in warning
+    assert "unknown key 'nmae'" in refused(cli, "cases", "note", number, "hi")  # a change: refused
