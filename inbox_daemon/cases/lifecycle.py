@@ -337,7 +337,10 @@ def _edit(step: _Step, event: Edit) -> None:
         changes["priority"] = Priority(changes["priority"])
     if "title" in changes and not str(changes["title"]).strip():
         raise CaseRuleError("a case needs a title")
+    before = step.case
     step.update(**changes)
+    if step.case == before:
+        raise CaseRuleError(f"nothing changes: case {before.number} has those values already")
 
 
 def _set_status(step: _Step, event: SetStatus) -> None:

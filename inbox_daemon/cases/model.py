@@ -128,6 +128,8 @@ EDITABLE_FIELDS = frozenset(
         "contact_name",
         "first_response_due",
         "resolve_by_due",
+        "account",
+        "sla_policy",
     }
 )
 

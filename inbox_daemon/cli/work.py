@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.enums import Priority
 from inbox_daemon.cli.common import UsageError, _actor, _agent, _run, _with_service
 from inbox_daemon.service import CaseService
 
@@ -51,6 +52,22 @@ def cmd_cases_escalate(args: argparse.Namespace) -> int:
     return _report(outcome, f"escalated to {level}" + (f" ({where})" if where else ""))
 
 
+def cmd_cases_edit(args: argparse.Namespace) -> int:
+    changes = {
+        "title": args.title, "description": args.description, "priority": args.priority,
+        "category": args.category, "reason": args.reason, "account": args.account,
+        "sla_policy": args.sla,
+    }  # fmt: skip
+
+    async def go(svc: CaseService) -> lifecycle.Outcome:
+        return await svc.edit(args.number, _actor(args, svc), **changes)
+
+    outcome = _run(_with_service(args, go))
+    said = ", ".join(f"{c.field} {c.new if c.new is not None else '(none)'}"
+                     for c in outcome.changes)  # fmt: skip
+    return _report(outcome, f"edited: {said}")
+
+
 def cmd_cases_link(args: argparse.Namespace) -> int:
     outcome = _run(
         _with_service(args, lambda svc: svc.link(args.number, args.parent, _actor(args, svc)))
@@ -95,6 +112,19 @@ def add_work_commands(
     p.add_argument("--queue", help="the queue it goes to (default: the level's queue)")
     p.add_argument("--reason", help="why it is escalated (kept in the audit trail)")
     p.set_defaults(func=cmd_cases_escalate)
+
+    p = cases.add_parser(
+        "edit", parents=[common, acting], help="reclassify: priority, category, account, SLA …"
+    )
+    p.add_argument("number")
+    p.add_argument("--title")
+    p.add_argument("--description")
+    p.add_argument("--priority", choices=[x.value for x in Priority])
+    p.add_argument("--category", help="a category, or none")
+    p.add_argument("--reason", help="a reason, or none")
+    p.add_argument("--account", help="an account of rules.yaml, or none")
+    p.add_argument("--sla", help="an SLA policy of rules.yaml, or none (due dates are recounted)")
+    p.set_defaults(func=cmd_cases_edit)
 
     p = cases.add_parser("link", parents=[common, acting], help="give a case a parent case")
     p.add_argument("number")

@@ -5,6 +5,7 @@ Its verbs come in families, one module each, joined in :class:`CaseService`:
 
 - :mod:`.reading`: a case, a case with its history, a list of cases;
 - :mod:`.changes`: create a case, apply a lifecycle event (assign, pick, resolve, close …);
+- :mod:`.edits`: reclassify a case (priority, category, reason, account, SLA …);
 - :mod:`.links`: link a case to its parent, merge a duplicate, close by hand;
 - :mod:`.activities`: notes, agents' answers, automatic answers, a customer's edit;
 - :mod:`.tasks`: the tasks and phone calls agents log, completing or cancelling them
@@ -30,13 +31,14 @@ from inbox_daemon.service.core import (
     utcnow,
 )
 from inbox_daemon.service.delivery import DeliveryLedger
+from inbox_daemon.service.edits import EditVerbs
 from inbox_daemon.service.incoming import IncomingContents, IncomingVerbs
 from inbox_daemon.service.links import LinkVerbs
 from inbox_daemon.service.reading import ReadingVerbs
 from inbox_daemon.service.tasks import TaskVerbs
 
 
-class CaseService(TaskVerbs, IncomingVerbs, LinkVerbs, ReadingVerbs):
+class CaseService(TaskVerbs, IncomingVerbs, EditVerbs, LinkVerbs, ReadingVerbs):
     """Every verb on cases and their activities (see the families above)."""
 
 

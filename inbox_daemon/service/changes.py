@@ -243,13 +243,20 @@ class ChangeVerbs(ServiceCore):
         outcome: lifecycle.Outcome,
         now: datetime,
     ) -> lifecycle.Outcome:
-        """Keep the due dates true to the SLA: pauses stop the clock, a new priority recounts."""
+        """Keep the due dates true to the SLA: pauses stop the clock; a new priority, SLA
+        policy or account recounts them (no policy left: no due dates)."""
         after = outcome.case
+        recount = (after.priority, after.sla_policy, after.account) != (
+            before.priority, before.sla_policy, before.account,
+        )  # fmt: skip
         found = self.sla_lookup(after.sla_policy, after.account) if after.sla_policy else None
         if found is None:
+            if recount and before.sla_policy and not after.sla_policy:
+                after = replace(after, first_response_due=None, resolve_by_due=None)
+                return replace(outcome, case=after, changes=diff(before, after))
             return outcome
         policy, calendar = found
-        if after.priority is not before.priority:
+        if recount:
             transitions = await repo.status_history(session, row.id)
             due = sla.recalculate(
                 policy,

@@ -8,6 +8,7 @@ import getpass
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,18 @@ support_levels:
   - L1
   - {{name: L2, team: tier2, queue: escalations}}
   - {{name: L3, team: experts}}
-default: {{queue: general}}
+sla:
+  standard:
+    first_response: {{medium: 4h, high: 1h}}
+    resolve_by: {{medium: 2d, high: 1d}}
+    business_time: false
+  urgent:
+    first_response: {{medium: 30m, high: 15m}}
+    resolve_by: {{medium: 4h, high: 2h}}
+    business_time: false
+accounts:
+  - {{id: acme, name: Acme Corp, domains: [acme.example]}}
+default: {{queue: general, sla: standard}}
 """
 
 
@@ -219,3 +231,36 @@ def test_a_broken_rules_file_still_lets_a_case_be_shown(cli: Cli, tmp_path: Path
     assert warning.startswith("inbox-daemon: warning: rules.yaml not read, so no account names")
     assert "unknown key 'nmae'" in warning
     assert "unknown key 'nmae'" in refused(cli, "cases", "note", number, "hi")  # a change: refused
+
+
+def test_edit_reclassifies_and_recounts_the_due_dates(cli: Cli) -> None:
+    number = new_case(cli)
+    case = show(cli, number)["case"]
+    assert case["sla_policy"] is None  # logged by hand: no rule ran
+    out = ok(cli, "cases", "edit", number, "--sla", "standard", "--category", "hardware")
+    assert "edited: category hardware, sla_policy standard" in out
+    created = datetime.fromisoformat(show(cli, number)["case"]["created_at"])
+    due = show(cli, number)["case"]
+    assert datetime.fromisoformat(due["first_response_due"]) == created + timedelta(hours=4)
+    ok(cli, "cases", "edit", number, "--priority", "high", "--account", "acme", "--as", "bob")
+    view = show(cli, number)
+    assert (view["case"]["priority"], view["case"]["account"]) == ("high", "acme")
+    first_due = datetime.fromisoformat(view["case"]["first_response_due"])
+    assert first_due == created + timedelta(hours=1)
+    edits = audit(view, "edit")
+    assert {e["actor_name"] for e in edits[-3:]} == {"bob"}
+    assert {e["field"] for e in edits} >= {"priority", "account", "first_response_due", "category"}
+    ok(cli, "cases", "edit", number, "--sla", "none", "--category", "none")
+    cleared = show(cli, number)["case"]
+    assert (cleared["sla_policy"], cleared["first_response_due"], cleared["category"]) == (
+        None, None, None,
+    )  # fmt: skip
+    assert "unknown account 'nope' (accounts: acme)" in refused(
+        cli, "cases", "edit", number, "--account", "nope"
+    )
+    assert "unknown SLA policy 'gold'" in refused(cli, "cases", "edit", number, "--sla", "gold")
+    assert "nothing to change" in refused(cli, "cases", "edit", number)
+    assert "has those values already" in refused(cli, "cases", "edit", number, "--priority", "high")
+    assert "a case needs a title" in refused(cli, "cases", "edit", number, "--title", " ")
+    ok(cli, "cases", "resolve", number, "--resolution", "fixed")
+    assert "read-only" in refused(cli, "cases", "edit", number, "--priority", "low")
