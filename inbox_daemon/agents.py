@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from inbox_daemon.channels.slack.actions import (
     CaseDetails,
     CaseDocument,
     CaseListing,
+    EditChoices,
     EscalationChoices,
 )
 from inbox_daemon.channels.slack.background import Background
@@ -360,6 +361,29 @@ class SlackAgents:
             tuple((t.id, t.name) for t in directory.teams.values()),
         )
 
+    async def edit_choices(self, slack_user: str, number: str) -> EditChoices:
+        await self.agent(slack_user)
+        accounts = self.service.accounts.accounts.values()
+        return EditChoices(
+            await self.service.get(number),
+            tuple((a.id, a.name) for a in accounts),
+            self.service.sla_names,
+        )
+
+    async def edit(
+        self, slack_user: str, number: str, values: Mapping[str, str | None]
+    ) -> ActionResult:
+        agent = await self.agent(slack_user)
+        case = await self.service.get(number)
+        changed = {k: v for k, v in values.items() if (v or None) != _field_text(case, k)}
+        if not changed:
+            raise CaseRuleError(f"nothing to change: the form has {case.number}'s values")
+        outcome = await self.service.edit(
+            number, Actor.user(agent.id), **{k: v or "none" for k, v in changed.items()}
+        )
+        fields = ", ".join(sorted({c.field for c in outcome.changes} & set(values)))
+        return self._done(outcome, agent, f"{{number}} is reclassified: {fields}.")
+
     async def link(self, slack_user: str, number: str, parent: str) -> ActionResult:
         agent = await self.agent(slack_user)
         outcome = await self.service.link(number, parent, Actor.user(agent.id))
@@ -614,6 +638,12 @@ class SlackAgents:
             log.info("message revision not noted", case=number, error=str(exc))
             return
         await self.cards.refresh(number, thread_text=f":pencil2: {cards.quote(text)}")
+
+
+def _field_text(case: Case, name: str) -> str | None:
+    """A reclassifiable field of a case as the Edit form shows it."""
+    value = getattr(case, name)
+    return None if value in (None, "") else str(value)
 
 
 def _source(message: str | None) -> tuple[str, str, str] | None:

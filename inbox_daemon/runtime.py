@@ -80,6 +80,7 @@ class Runtime:
             zone_lookup=self.zone,
             accounts=current.accounts if current else None,
             diagnostic_tasks=settings.cases.diagnostic_tasks,
+            sla_names=tuple(current.sla) if current else (),
         )
         self.rules.on_change.append(self._rules_changed)
         storage = settings.storage_path
@@ -197,6 +198,7 @@ class Runtime:
     def _rules_changed(self, loaded: LoadedRules) -> None:
         self.service.directory = loaded.directory
         self.service.accounts = loaded.accounts
+        self.service.sla_names = tuple(loaded.sla)
 
     def sla_policy(
         self, name: str | None, account: str | None

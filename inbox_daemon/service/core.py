@@ -9,7 +9,7 @@ time-zone lookups and the message domain; the verb families (:mod:`.reading`,
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import AddressHeader, HeaderRegistry
@@ -162,8 +162,11 @@ class ServiceCore:
         zone_lookup: ZoneLookup = _utc,
         accounts: AccountBook | None = None,
         diagnostic_tasks: bool = False,
+        sla_names: Sequence[str] = (),
     ) -> None:
         self.db = db
+        #: The names of rules.yaml's SLA policies (what a case can be reclassified to).
+        self.sla_names: tuple[str, ...] = tuple(sla_names)
         #: Open and close the diagnostic task of a case worked by an assignee (Creatio's
         #: process; ``[cases] diagnostic_tasks``).
         self.diagnostic_tasks = diagnostic_tasks

@@ -26,6 +26,7 @@ __all__ = [
     "CaseDetails",
     "CaseDocument",
     "CaseListing",
+    "EditChoices",
     "EscalationChoices",
 ]
 
@@ -86,6 +87,16 @@ class CaseDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class EditChoices:
+    """What the Edit (reclassify) form offers: the case as it is, the accounts and policies."""
+
+    case: Case
+    #: (account id, name) of every account.
+    accounts: tuple[tuple[str, str], ...]
+    sla_policies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class EscalationChoices:
     """What the Escalate form offers for a case: the levels above its own, and the teams."""
 
@@ -138,6 +149,14 @@ class AgentActions(Protocol):
         ...
 
     async def escalation_choices(self, slack_user: str, number: str) -> EscalationChoices: ...
+
+    async def edit_choices(self, slack_user: str, number: str) -> EditChoices: ...
+
+    async def edit(
+        self, slack_user: str, number: str, values: Mapping[str, str | None]
+    ) -> ActionResult:
+        """Reclassify the case: ``values`` are the form's fields (the unchanged ones ignored)."""
+        ...
 
     async def link(self, slack_user: str, number: str, parent: str) -> ActionResult: ...
 

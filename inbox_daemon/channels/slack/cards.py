@@ -29,6 +29,7 @@ from .forms import (
 __all__ = [
     "ACTION_ADD_TASK",
     "ACTION_ASSIGN",
+    "ACTION_EDIT",
     "ACTION_ESCALATE",
     "ACTION_LOG_CALL",
     "ACTION_PICK",
@@ -63,10 +64,11 @@ ACTION_ESCALATE = "case_escalate"
 ACTION_ASSIGN = "case_assign"
 ACTION_LOG_CALL = "case_log_call"
 ACTION_ADD_TASK = "case_add_task"
+ACTION_EDIT = "case_edit"
 #: A forced Pick, from the offer made when another agent works the case.
 ACTION_TAKE_OVER = "case_take_over"
 CARD_ACTIONS = (ACTION_PICK, ACTION_RELEASE, ACTION_RESOLVE, ACTION_ESCALATE, ACTION_LOG_CALL,
-                ACTION_ADD_TASK, ACTION_ASSIGN, ACTION_TAKE_OVER)  # fmt: skip
+                ACTION_ADD_TASK, ACTION_EDIT, ACTION_ASSIGN, ACTION_TAKE_OVER)  # fmt: skip
 ACTIONS_BLOCK = "case_actions"
 #: callback_id of the "Add as internal note" message shortcut.
 NOTE_SHORTCUT = "case_add_note"
@@ -231,6 +233,7 @@ def _actions(case: Case) -> Block:
         _button("Escalate", ACTION_ESCALATE, case.number, "danger"),
         _button("Log call", ACTION_LOG_CALL, case.number),
         _button("Add task", ACTION_ADD_TASK, case.number),
+        _button("Edit", ACTION_EDIT, case.number),
         {
             "type": "users_select",
             "action_id": ACTION_ASSIGN,

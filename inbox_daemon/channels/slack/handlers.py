@@ -31,7 +31,7 @@ from inbox_daemon.channels.base import Delivery, Sink
 from inbox_daemon.errors import ChannelUnavailable, InboxError, OpenActivitiesError, PickedByOther
 from inbox_daemon.logging import get_logger
 
-from . import cards, escalation, forms
+from . import cards, escalation, forms, reclassify
 from .actions import AgentActions, CaseDocument
 from .background import Background
 from .errors import error_code
@@ -104,6 +104,7 @@ class SlackHandlers:
         app.view(forms.CALL_VIEW)(self.on_call)
         app.view(forms.TASK_VIEW)(self.on_task)
         app.view(escalation.ESCALATE_VIEW)(self.on_escalate)
+        app.view(reclassify.EDIT_VIEW)(self.on_edit)
         app.command(self.command)(self.on_command)
         app.shortcut(cards.NOTE_SHORTCUT)(self.on_note_shortcut)
         app.event(re.compile(".*"))(self.on_other_event)
@@ -244,6 +245,9 @@ class SlackHandlers:
                 choices = await self.actions.escalation_choices(user, number)
                 modal = escalation.escalate_modal(choices)
                 await self._open_modal(trigger, modal, "Escalate")
+            elif action_id == cards.ACTION_EDIT:
+                form = reclassify.edit_modal(await self.actions.edit_choices(user, number))
+                await self._open_modal(trigger, form, "Edit")
             elif action_id in (cards.ACTION_PICK, cards.ACTION_TAKE_OVER):
                 force = action_id == cards.ACTION_TAKE_OVER
                 result = await self.actions.pick(user, number, force=force)
@@ -283,6 +287,16 @@ class SlackHandlers:
             )
         except InboxError as exc:
             await ack(response_action="errors", errors={escalation.REASON_BLOCK: str(exc)})
+            return
+        await ack()
+
+    async def on_edit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str(body["user"]["id"])
+        number, values = reclassify.parse_edit_submission(view)
+        try:
+            await self.actions.edit(user, number, values)
+        except InboxError as exc:
+            await ack(response_action="errors", errors={"title": str(exc)})
             return
         await ack()
 

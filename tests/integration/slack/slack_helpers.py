@@ -188,6 +188,32 @@ def view_submission(
     }
 
 
+def edit_submission(
+    number: str, *, title: str, priority: str, category: str | None = None, user: str = ALICE
+) -> dict[str, Any]:
+    option = {"text": {"type": "plain_text", "text": priority}, "value": priority}
+    values = {
+        "title": {"value": {"type": "plain_text_input", "value": title}},
+        "priority": {"value": {"type": "static_select", "selected_option": option}},
+        "category": {"value": {"type": "plain_text_input", "value": category}},
+        "reason": {"value": {"type": "plain_text_input", "value": None}},
+    }
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "test"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "A0TEST",
+        "trigger_id": f"trigger-{next(_ids)}",
+        "view": {
+            "id": "V0EDIT",
+            "type": "modal",
+            "callback_id": "case_edit_modal",
+            "private_metadata": number,
+            "state": {"values": values},
+        },
+    }
+
+
 def escalate_submission(
     number: str,
     reason: str,

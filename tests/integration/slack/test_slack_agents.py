@@ -17,6 +17,7 @@ from slack_helpers import (
     STRANGER,
     World,
     block_action,
+    edit_submission,
     escalate_submission,
     message_event,
     note_shortcut,
@@ -465,3 +466,36 @@ async def test_a_case_moved_to_another_queue_gets_its_card_there(world: World) -
     now = await world.card("CAS-000001")
     assert (now.channel, now.ts) != (card.channel, card.ts)
     assert now.channel == "C0ESCALATE"
+
+
+async def test_edit_through_the_modal_reclassifies_the_case(world: World) -> None:
+    card = await new_case(world)
+    await world.interact(block_action("case_edit", "CAS-000001", message_ts=card.ts))
+    [opened] = world.api.calls_to("views.open")
+    view = opened["view"]
+    assert (view["callback_id"], view["private_metadata"]) == ("case_edit_modal", "CAS-000001")
+    blocks = {b["block_id"]: b for b in view["blocks"]}
+    assert blocks["title"]["element"]["initial_value"] == "Printer on fire"
+    assert blocks["priority"]["element"]["initial_option"]["value"] == "medium"
+    assert "account" not in blocks  # rules.yaml has no accounts here
+
+    form = edit_submission("CAS-000001", title="Printer on fire", priority="medium")
+    _, body = await world.interact(form)
+    assert "nothing to change" in json.loads(body)["errors"]["title"]
+    form = edit_submission(
+        "CAS-000001", title="Printer on fire", priority="high", category="hardware"
+    )
+    assert await world.interact(form) == (200, "")
+    case = await world.svc.get("CAS-000001")
+    assert (case.priority.value, case.category, case.title) == (
+        "high",
+        "hardware",
+        "Printer on fire",
+    )
+    edits = await audit(world, "edit")
+    assert {(e.field, e.actor_name) for e in edits} == {
+        ("priority", "alice"),
+        ("category", "alice"),
+    }
+    await world.settle()
+    assert "High" in updates_of(world, card)[-1].blocks_text
