@@ -306,9 +306,16 @@ class SlackAgents:
     # --- actions ---------------------------------------------------------------------------
 
     def _done(self, outcome: lifecycle.Outcome, agent: User, said: str) -> ActionResult:
-        """Draw the card again (and notify) once Slack has been answered."""
+        """Draw the card again (and notify) once Slack has been answered. An agent the case
+        service queued a notification for (``notify_channels``) gets no second one here; a
+        team is still mentioned in the card's thread."""
         number = outcome.case.number
-        notify = [e for e in outcome.effects if isinstance(e, lifecycle.Notify)]
+        queued = bool(self.service.notify_channels)
+        notify = [
+            e
+            for e in outcome.effects
+            if isinstance(e, lifecycle.Notify) and not (queued and e.user is not None)
+        ]
         self._redraw(number, agent, notify)
         return ActionResult(number, said.format(number=number))
 

@@ -70,6 +70,9 @@ class CasesSettings(_Section):
     #: for the customer or goes to someone else. Off by default: it adds an activity to every
     #: assigned case, which an installation upgrading should choose.
     diagnostic_tasks: bool = False
+    #: Tell an agent (or a team's members) when a case is assigned or escalated to them, or
+    #: taken over from them: a Slack DM when they have a Slack id, else an email.
+    notify_agents: bool = True
 
     @property
     def auto_close_after(self) -> timedelta:

@@ -81,6 +81,7 @@ class Runtime:
             accounts=current.accounts if current else None,
             diagnostic_tasks=settings.cases.diagnostic_tasks,
             sla_names=tuple(current.sla) if current else (),
+            notify_channels=_notify_channels(settings),
         )
         self.rules.on_change.append(self._rules_changed)
         storage = settings.storage_path
@@ -168,6 +169,7 @@ class Runtime:
         configure(new.logging.level, new.logging.format)
         self.service.auto_close_after = new.cases.auto_close_after
         self.service.message_domain = new.cases.message_domain
+        self.service.notify_channels = _notify_channels(self.settings)
         templates = self.ingestor.options.acknowledgements
         if new.cases.acknowledge and templates is None:
             templates = self._templates()
@@ -252,6 +254,14 @@ class Runtime:
         if self.parse_worker is not None:
             await asyncio.to_thread(self.parse_worker.close)
         await self.db.dispose()
+
+
+def _notify_channels(settings: Settings) -> frozenset[str]:
+    """How agents can be told: the channel kinds this installation sends through."""
+    if not settings.cases.notify_agents:
+        return frozenset()
+    kinds = {"email"} if settings.mailboxes else set()
+    return frozenset(kinds | ({"slack"} if settings.slack is not None else set()))
 
 
 def _outbox_policy(out: OutboxSettings) -> OutboxPolicy:

@@ -84,6 +84,9 @@ class ActivityKind(enum.StrEnum):
     #: A message through another channel kind (a web form, a chat, an API).
     MESSAGE = "message"
     NOTE = "note"
+    #: A message to an agent about the case (assigned, escalated, taken over): never the
+    #: customer's, sent through the outbox like an answer.
+    NOTIFICATION = "notification"
     TASK = "task"
     PHONE_CALL = "phone_call"
 

@@ -9,7 +9,7 @@ time-zone lookups and the message domain; the verb families (:mod:`.reading`,
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import AddressHeader, HeaderRegistry
@@ -163,8 +163,11 @@ class ServiceCore:
         accounts: AccountBook | None = None,
         diagnostic_tasks: bool = False,
         sla_names: Sequence[str] = (),
+        notify_channels: Collection[str] = (),
     ) -> None:
         self.db = db
+        #: The channel kinds agents are told through ("slack", "email"): those the daemon runs.
+        self.notify_channels = frozenset(notify_channels)
         #: The names of rules.yaml's SLA policies (what a case can be reclassified to).
         self.sla_names: tuple[str, ...] = tuple(sla_names)
         #: Open and close the diagnostic task of a case worked by an assignee (Creatio's

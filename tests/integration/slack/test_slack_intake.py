@@ -35,6 +35,7 @@ async def test_customer_message_opens_a_case_with_a_card(world: World) -> None:
         "case_assign",
         "case_log_call",
         "case_add_task",
+        "case_edit",
     }
     row = await world.card("CAS-000001")
     assert row.channel == AGENTS_CHANNEL
