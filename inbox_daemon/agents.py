@@ -610,7 +610,8 @@ class SlackAgents:
     async def _after_intake(self, result: IngestResult) -> None:
         number = result.case_number or ""
         notify: list[lifecycle.Notify] = []
-        if result.outcome in ("created", "follow_up"):
+        queued = bool(self.service.notify_channels)  # intake queued the owner's notification
+        if result.outcome in ("created", "follow_up") and not queued:
             owner = (await self.service.get(number)).owner_user
             if owner is not None:
                 notify.append(lifecycle.Notify(owner, None, "routed"))

@@ -116,7 +116,10 @@ class Placement:
             case_row, decision = await self._new_case(session, msg, actor, now, decided=decided)
             activity = await self._activity(session, case_row, msg, actor, now)
             acked = await self._acknowledge(session, case_row, activity, decision, now)
-            return IngestResult("created", case_row.number, activity.id, queued_outgoing=acked)
+            told = await self._tell_owner(session, case_row, decision)
+            return IngestResult(
+                "created", case_row.number, activity.id, queued_outgoing=acked or told
+            )
         outcome = await self.service.change_in(
             session,
             case_row,
@@ -129,14 +132,17 @@ class Placement:
             case_row, decision = await self._new_case(session, msg, actor, now, parent=parent)
             activity = await self._activity(session, case_row, msg, actor, now)
             acked = await self._acknowledge(session, case_row, activity, decision, now)
+            told = await self._tell_owner(session, case_row, decision)
             return IngestResult(
-                "follow_up", case_row.number, activity.id, parent.number, queued_outgoing=acked
-            )
+                "follow_up", case_row.number, activity.id, parent.number,
+                queued_outgoing=acked or told,
+            )  # fmt: skip
         activity = await self._activity(session, case_row, msg, actor, now)
         if outcome.case.status is Status.REOPENED and outcome.changed:
             await self.routing.reroute(session, case_row, msg, now)
             lookups_of(session).case_open(case_row)
-            return IngestResult("reopened", case_row.number, activity.id)
+            told = bool(self.service.notify_channels)  # the team is told it was reopened
+            return IngestResult("reopened", case_row.number, activity.id, queued_outgoing=told)
         return IngestResult("appended", case_row.number, activity.id)
 
     def from_us(self, msg: InboundMessage) -> bool:
@@ -288,6 +294,16 @@ class Placement:
         await self.routing.after_routing(session, row, decision)
         lookups.case_added(row)
         return row, decision
+
+    async def _tell_owner(
+        self, session: AsyncSession, row: CaseRow, decision: RoutingDecision
+    ) -> bool:
+        """The agent a new case was routed to is told, by the rule that chose them."""
+        if row.owner_user is None:
+            return False
+        rule = Actor.rule(", ".join(decision.rules_fired) or "default")
+        effect = lifecycle.Notify(row.owner_user, None, "routed")
+        return bool(await self.service.notify_in(session, row, [effect], rule))
 
     async def _acknowledge(
         self,

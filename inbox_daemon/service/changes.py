@@ -18,7 +18,7 @@ from inbox_daemon.cases.calendar import BusinessCalendar
 from inbox_daemon.cases.enums import Origin, Priority, Status
 from inbox_daemon.cases.model import Actor, Case, diff
 from inbox_daemon.errors import CaseRuleError
-from inbox_daemon.service import notices, records
+from inbox_daemon.service import records
 from inbox_daemon.service.core import EntitlementCheck, ServiceCore, norm_number, parse_contact
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import entitlements, ids
@@ -226,11 +226,7 @@ class ChangeVerbs(ServiceCore):
                 repo.audit(session, row.id, at=now, actor=actor, action="entitlement_returned",
                            detail={"account": returned.account, **detail_back})  # fmt: skip
         await records.carry_out_in(session, row, outcome.effects, actor, now)
-        await notices.queue_notices_in(
-            session, row, outcome.effects, actor, directory=self.directory,
-            channels=self.notify_channels, new_message_id=lambda: self.new_message_id(row.number),
-            now=now,
-        )  # fmt: skip
+        await self.notify_in(session, row, outcome.effects, actor)
         if outcome.changes or event.action not in ("customer_replied", "agent_replied"):
             repo.audit(
                 session,

@@ -16,15 +16,18 @@ from email.headerregistry import AddressHeader, HeaderRegistry
 from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.accounts import Account, AccountBook, Entitlement, EntitlementState
 from inbox_daemon.cases.directory import Directory
-from inbox_daemon.cases.model import Case
+from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.errors import CaseRuleError
 from inbox_daemon.messages import new_message_id
+from inbox_daemon.service import notices
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.entitlements import Usage
-from inbox_daemon.store.tables import ActivityRow, AuditRow
+from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
 
 if TYPE_CHECKING:
     from inbox_daemon.cases import sla
@@ -192,6 +195,21 @@ class ServiceCore:
 
     def new_message_id(self, number: str) -> str:
         return new_message_id(number, self.message_domain)
+
+    async def notify_in(
+        self,
+        session: AsyncSession,
+        row: CaseRow,
+        effects: Sequence[lifecycle.Effect],
+        actor: Actor,
+    ) -> list[ActivityRow]:
+        """Queue the agents' notifications of ``effects`` in the caller's transaction (see
+        :mod:`.notices`); the caller wakes the outbox once it commits."""
+        return await notices.queue_notices_in(
+            session, row, effects, actor, directory=self.directory,
+            channels=self.notify_channels, new_message_id=lambda: self.new_message_id(row.number),
+            now=self.clock(),
+        )  # fmt: skip
 
     def outgoing_queued(self) -> None:
         """Tell the outbox (if any) that a committed transaction queued a message."""

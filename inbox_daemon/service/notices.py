@@ -33,6 +33,8 @@ log = get_logger("inbox_daemon.service")
 
 #: What an agent is told, by the reason of a notification.
 _TOLD = {"taken over": "was taken over from you"}
+#: Reasons said of the case alone, not "… to you" ("reopened to your team" is not English).
+_TO_NOBODY = frozenset({"reopened", "taken over"})
 
 
 def recipients(
@@ -61,7 +63,7 @@ def notice_text(
 ) -> tuple[str, str]:
     """(subject, text) of a notification."""
     told = _TOLD.get(effect.reason, f"was {effect.reason} to {to}")
-    if to != "you" and effect.reason in _TOLD:
+    if effect.reason in _TO_NOBODY and not (to == "you" and effect.reason in _TOLD):
         told = f"was {effect.reason}"
     level = directory.level_name(row.support_level) if effect.reason == "escalated" else ""
     lines = [
@@ -131,7 +133,14 @@ async def queue_notices_in(
 
 
 def _who(directory: Directory, actor: Actor) -> str:
+    """The one who made the change, as an agent reads it."""
     if actor.kind is ActorKind.USER:
         user = directory.users.get(actor.name)
         return user.name if user is not None else actor.name
+    if actor.kind is ActorKind.CUSTOMER:
+        return f"the customer ({actor.name})" if actor.name else "the customer"
+    if actor.kind is ActorKind.RULE:
+        return f"the routing rule {actor.name}"
+    if actor.kind is ActorKind.CHANNEL:
+        return f"a customer message ({actor.name})"
     return str(actor)

@@ -299,7 +299,8 @@ def test_no_diagnostic_task_unless_configured(cli: Cli) -> None:
     number = new_case(cli)
     ok(cli("cases", "assign", number, "--user", "alice"))
     ok(cli("cases", "pick", number, "--user", "alice"))
-    assert shown(cli, number)["activities"] == []
+    kinds = [a["kind"] for a in shown(cli, number)["activities"]]
+    assert kinds == ["notification"]  # alice is told of the assignment; no task is opened
 
 
 def test_a_mail_routed_to_an_agent_opens_the_diagnostic_task(

@@ -953,3 +953,42 @@ async def test_replies_to_a_merged_cases_thread_land_on_the_case_it_went_into(
     assert (by_token.outcome, by_token.case_number) == ("appended", "CAS-000001")
     assert (await svc.get("CAS-000002")).status is Status.CLOSED
     assert await rows(svc.db, CaseRow) == 2  # no follow-up case of the closed duplicate
+
+
+async def test_the_agent_a_new_case_is_routed_to_and_a_reopened_cases_team_are_told(
+    ingest: Ingestor, svc: CaseService, db: Database
+) -> None:
+    """Intake queues the notifications in its own transaction and wakes the outbox."""
+    svc.notify_channels = frozenset({"email"})
+    woken: list[int] = []
+    svc.on_outgoing = lambda: woken.append(1)
+
+    async def told() -> list[tuple[str, str, str]]:
+        async with db.transaction() as s:
+            found = await s.scalars(
+                select(ActivityRow)
+                .where(ActivityRow.kind == "notification")
+                .order_by(ActivityRow.id)
+            )
+            return [(a.recipients[0], a.subject or "", a.body_text.splitlines()[0]) for a in found]
+
+    created = await ingest(delivery(mail(1)))
+    assert (created.outcome, created.queued_outgoing) == ("created", True)
+    assert (await svc.get("CAS-000001")).owner_user == "alice"  # tier1's round robin
+    assert await told() == [(
+        "alice@example.com", "Routed: Printer on fire",
+        "CAS-000001 (Printer on fire) was routed to you by the routing rule default.",
+    )]  # fmt: skip
+    await svc.resolve("CAS-000001", "new toner", AGENT)
+    before = len(woken)
+    reopened = await ingest(delivery(mail(2, "Re: [CAS-000001] it smokes again")))
+    assert (reopened.outcome, reopened.queued_outgoing) == ("reopened", True)
+    assert len(woken) > before
+    line = "CAS-000001 (Printer on fire) was reopened by a customer message (email:support)."
+    assert (await told())[1:] == [
+        ("alice@example.com", "Reopened: Printer on fire", line),
+        ("bob@example.com", "Reopened: Printer on fire", line),
+    ]
+    # An answer of our own that opens nothing tells nobody.
+    appended = await ingest(delivery(mail(3, "Re: [CAS-000001] more smoke")))
+    assert (appended.outcome, len(await told())) == ("appended", 3)
