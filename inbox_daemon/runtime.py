@@ -34,6 +34,7 @@ from inbox_daemon.outbox import Outbox, OutboxPolicy
 from inbox_daemon.router.loader import LoadedRules
 from inbox_daemon.router.reload import RulesHolder
 from inbox_daemon.service import CaseService
+from inbox_daemon.service.notice_templates import NoticeTemplates, load_notice_templates
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database
@@ -71,6 +72,7 @@ class Runtime:
                     raise
                 self.rules_problem = str(exc).splitlines()[0]
         current = self.rules.current
+        notices = self._notice_templates(with_rules)
         self.service = CaseService(
             self.db,
             directory=current.directory if current else None,
@@ -82,6 +84,7 @@ class Runtime:
             diagnostic_tasks=settings.cases.diagnostic_tasks,
             sla_names=tuple(current.sla) if current else (),
             notify_channels=_notify_channels(settings),
+            notice_templates=notices,
         )
         self.rules.on_change.append(self._rules_changed)
         storage = settings.storage_path
@@ -197,7 +200,22 @@ class Runtime:
             return
         self.ingestor.options = replace(self.ingestor.options, acknowledgements=templates)
 
+    def _notice_templates(self, with_rules: bool | str) -> NoticeTemplates | None:
+        """The notification templates beside rules.yaml (the shipped one where there is none);
+        broken ones stop a command that needs rules, others go on with the shipped words."""
+        try:
+            return load_notice_templates(self.settings.rules_path.parent)
+        except ConfigError as exc:
+            if with_rules is True:
+                raise
+            self.rules_problem = self.rules_problem or str(exc)
+            return None
+
     def _rules_changed(self, loaded: LoadedRules) -> None:
+        try:
+            self.service.notice_templates = load_notice_templates(self.settings.rules_path.parent)
+        except ConfigError as exc:
+            log.error("notification template rejected; keeping the last good one", error=str(exc))
         self.service.directory = loaded.directory
         self.service.accounts = loaded.accounts
         self.service.sla_names = tuple(loaded.sla)

@@ -442,6 +442,8 @@ def _reactivate(step: _Step, event: Reactivate) -> None:
             step.case.status.label, S.IN_PROGRESS.label, "only a resolved case can be reactivated"
         )
     step.move(S.IN_PROGRESS)
+    owner = step.case.owner_user  # active again: its assignee, else its team, is told
+    step.effects.append(Notify(owner, None if owner else step.case.owner_team, "reactivated"))
 
 
 def _close(step: _Step, event: Close) -> None:

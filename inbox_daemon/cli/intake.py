@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from inbox_daemon.acknowledge import load_templates
 from inbox_daemon.cases.directory import Directory, Queue
 from inbox_daemon.channels.base import Delivery, IngestResult
 from inbox_daemon.channels.email.delivery import make_delivery, make_file_delivery, parse_lazily
@@ -34,6 +35,7 @@ from inbox_daemon.router.engine import ThreadFacts, explain, format_explanation
 from inbox_daemon.router.loader import check_queue_removal, load_rules, summary
 from inbox_daemon.router.schema import RulesErrors
 from inbox_daemon.runtime import Runtime
+from inbox_daemon.service.notice_templates import load_notice_templates
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database
@@ -60,7 +62,19 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
             if problems:
                 raise RulesErrors(problems)
     print(summary(loaded))
+    checked = _check_templates(path.parent)
+    if checked:
+        print(f"templates: {', '.join(checked)} ok")
     return 0
+
+
+def _check_templates(folder: Path) -> list[str]:
+    """Load the acknowledgement and notification templates beside a rules file (a bad one
+    raises :class:`ConfigError` naming it); the names of those found there."""
+    load_templates(folder)
+    load_notice_templates(folder)
+    patterns = ("acknowledgement*.txt", "notification*.txt")
+    return sorted(p.name for pattern in patterns for p in folder.glob(pattern))
 
 
 async def _open_queues(settings: Settings) -> set[str] | None:

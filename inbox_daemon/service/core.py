@@ -25,6 +25,7 @@ from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.errors import CaseRuleError
 from inbox_daemon.messages import new_message_id
 from inbox_daemon.service import notices
+from inbox_daemon.service.notice_templates import NoticeTemplates, load_notice_templates
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.entitlements import Usage
 from inbox_daemon.store.tables import ActivityRow, AuditRow, CaseRow
@@ -167,8 +168,11 @@ class ServiceCore:
         diagnostic_tasks: bool = False,
         sla_names: Sequence[str] = (),
         notify_channels: Collection[str] = (),
+        notice_templates: NoticeTemplates | None = None,
     ) -> None:
         self.db = db
+        #: The words of the agents' notifications (swapped whole when rules.yaml reloads).
+        self.notice_templates = notice_templates or load_notice_templates()
         #: The channel kinds agents are told through ("slack", "email"): those the daemon runs.
         self.notify_channels = frozenset(notify_channels)
         #: The names of rules.yaml's SLA policies (what a case can be reclassified to).
@@ -208,8 +212,12 @@ class ServiceCore:
         return await notices.queue_notices_in(
             session, row, effects, actor, directory=self.directory,
             channels=self.notify_channels, new_message_id=lambda: self.new_message_id(row.number),
-            now=self.clock(),
+            now=self.clock(), templates=self.notice_templates, account=self._account_name(row),
         )  # fmt: skip
+
+    def _account_name(self, row: CaseRow) -> str:
+        found = self.accounts.accounts.get(row.account) if row.account else None
+        return found.name if found is not None else (row.account or "")
 
     def outgoing_queued(self) -> None:
         """Tell the outbox (if any) that a committed transaction queued a message."""

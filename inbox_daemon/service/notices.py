@@ -5,7 +5,8 @@ agent named, or every active member of the team, gets a ``notification`` activit
 in the change's own transaction — a Slack DM when the agent has a Slack id and Slack is on, an
 email to their address otherwise — which the outbox delivers exactly once, like an answer to a
 customer, whoever made the change (the CLI, Slack, a rule). The one who made it is not told.
-Nothing is queued through a channel the daemon does not run (``notify_channels``).
+Nothing is queued through a channel the daemon does not run (``notify_channels``). The words
+come from the templates of :mod:`.notice_templates` (an admin's beside rules.yaml).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from inbox_daemon.cases.enums import (
 )
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.logging import get_logger
+from inbox_daemon.messages import clean_text
+from inbox_daemon.service.notice_templates import NoticeTemplates
 from inbox_daemon.store import ids
 from inbox_daemon.store.tables import ActivityRow, CaseRow
 
@@ -34,7 +37,7 @@ log = get_logger("inbox_daemon.service")
 #: What an agent is told, by the reason of a notification.
 _TOLD = {"taken over": "was taken over from you"}
 #: Reasons said of the case alone, not "… to you" ("reopened to your team" is not English).
-_TO_NOBODY = frozenset({"reopened", "taken over"})
+_TO_NOBODY = frozenset({"reopened", "reactivated", "taken over"})
 
 
 def recipients(
@@ -58,24 +61,30 @@ def recipients(
     return found
 
 
-def notice_text(
-    row: CaseRow, effect: lifecycle.Notify, to: str, by: str, directory: Directory
-) -> tuple[str, str]:
-    """(subject, text) of a notification."""
+def notice_values(
+    row: CaseRow, effect: lifecycle.Notify, to: str, by: str, directory: Directory, account: str
+) -> dict[str, str]:
+    """What a template's placeholders stand for (:mod:`.notice_templates`)."""
     told = _TOLD.get(effect.reason, f"was {effect.reason} to {to}")
     if effect.reason in _TO_NOBODY and not (to == "you" and effect.reason in _TOLD):
         told = f"was {effect.reason}"
     level = directory.level_name(row.support_level) if effect.reason == "escalated" else ""
-    lines = [
-        f"{row.number} ({row.title}) {told}{f' ({level})' if level else ''} by {by}.",
-        "",
-        f"Customer: {row.contact_name or row.contact_email or row.contact_slack or 'unknown'}",
-        f"Priority: {row.priority}    Status: {row.status.replace('_', ' ')}",
-    ]
-    if row.queue:
-        lines.append(f"Queue: {row.queue}")
-    lines.append(f"See it with: inbox-daemon cases show {row.number}")
-    return f"{effect.reason.capitalize()}: {row.title}", "\n".join(lines)
+    team = directory.teams.get(row.owner_team or "")
+    return {
+        "case_number": row.number,
+        "title": clean_text(row.title),
+        "reason": effect.reason,
+        "Reason": effect.reason.capitalize(),
+        "told": f"{told} ({level})" if level else told,
+        "by": by,
+        "customer": row.contact_name or row.contact_email or row.contact_slack or "unknown",
+        "account": account,
+        "priority": row.priority,
+        "status": row.status.replace("_", " "),
+        "queue": row.queue or "",
+        "team": team.name if team is not None else (row.owner_team or ""),
+        "level": directory.level_name(row.support_level),
+    }
 
 
 async def queue_notices_in(
@@ -88,6 +97,8 @@ async def queue_notices_in(
     channels: Collection[str],
     new_message_id: Callable[[], str],
     now: datetime,
+    templates: NoticeTemplates,
+    account: str = "",
 ) -> list[ActivityRow]:
     """The notification activities of ``effects``, added to the caller's transaction."""
     made: list[ActivityRow] = []
@@ -98,7 +109,8 @@ async def queue_notices_in(
         if not isinstance(effect, lifecycle.Notify):
             continue
         for user, to in recipients(directory, effect, row.owner_team, actor):
-            subject, text = notice_text(row, effect, to, by, directory)
+            values = notice_values(row, effect, to, by, directory, account)
+            subject, text = templates.for_reason(effect.reason).render(values)
             if user.slack_id and "slack" in channels:
                 channel, address, slack = "slack", user.slack_id, user.slack_id
             elif user.email and "email" in channels:

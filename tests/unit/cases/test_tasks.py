@@ -99,7 +99,7 @@ def test_becoming_active_again_opens_one() -> None:
     outcome = lc.apply(case(S.WAITING_FOR_RESPONSE), lc.SetStatus(S.IN_PROGRESS), ctx())
     assert outcome.effects[-1] == OpenDiagnostic("alice")
     outcome = lc.apply(case(S.RESOLVED), lc.Reactivate(), ctx())
-    assert outcome.effects == (OpenDiagnostic("alice"),)
+    assert outcome.effects == (lc.Notify("alice", None, "reactivated"), OpenDiagnostic("alice"))
 
 
 def test_an_unrelated_change_opens_none() -> None:
