@@ -214,13 +214,17 @@ def test_second_daemon_takes_over_the_mailbox_of_a_killed_one(
 
     # -- the survivor finishes the backlog and every acknowledgement
     out = home / "var" / "storage" / "outgoing" / "support"
-    sent_sql = (
-        "SELECT count(*) FROM activities WHERE direction = 'outgoing' AND delivery_state = 'sent'"
+    sent_sql = (  # the acknowledgements (the agents' notifications are kind 'notification')
+        "SELECT count(*) FROM activities WHERE direction = 'outgoing' AND kind = 'email'"
+        " AND delivery_state = 'sent'"
+    )
+    unsent_sql = (
+        "SELECT count(*) FROM activities WHERE direction = 'outgoing' AND delivery_state <> 'sent'"
     )
 
     def done() -> bool:
         assert survivor.alive(), survivor.text()[-3000:]
-        return taken_in() >= MAILS and rows(sent_sql)[0][0] >= MAILS
+        return taken_in() >= MAILS and rows(sent_sql)[0][0] >= MAILS and rows(unsent_sql)[0][0] == 0
 
     wait_for(done, FINISH_TIMEOUT, "the backlog and its acknowledgements", [survivor], 0.2)
     deadline = time.monotonic() + 10
@@ -240,8 +244,15 @@ def test_second_daemon_takes_over_the_mailbox_of_a_killed_one(
     # -- acknowledged exactly once
     outgoing = rows(
         "SELECT message_id, delivery_state, attempts, case_id FROM activities "
-        "WHERE direction = 'outgoing'"
+        "WHERE direction = 'outgoing' AND kind = 'email'"
     )
+    # the agent each case was routed to is told once, by mail (rules.yaml's agents have email)
+    told = rows(
+        "SELECT message_id, delivery_state, attempts, case_id FROM activities "
+        "WHERE kind = 'notification'"
+    )
+    assert {r[1] for r in told} == {"sent"}
+    assert len({r[3] for r in told}) == len(told), "an agent was told twice of one case"
     assert len(outgoing) == MAILS
     assert {r[1] for r in outgoing} == {"sent"}
     assert [r for r in outgoing if r[2] > 2] == [], "an acknowledgement was sent 3+ times"
@@ -250,11 +261,12 @@ def test_second_daemon_takes_over_the_mailbox_of_a_killed_one(
     assert len(sent_ids) == MAILS
     assert None not in sent_ids
     files = sorted(out.glob("*.eml"))
-    assert len(files) == MAILS, f"{len(files)} .eml files in {out}"
+    told_ids = {r[0] for r in told}
+    assert len(files) == MAILS + len(told), f"{len(files)} .eml files in {out}"
     parser = BytesParser(policy=policy.default)
     file_ids = [str(parser.parsebytes(f.read_bytes())["Message-ID"]).strip() for f in files]
-    assert len(set(file_ids)) == MAILS
-    assert set(file_ids) == sent_ids
+    assert len(set(file_ids)) == len(files)  # nothing written twice
+    assert set(file_ids) == sent_ids | told_ids
 
     # -- and flagged on the server
     assert unseen == [], f"taken in but never flagged \\Seen: UIDs {unseen}"
