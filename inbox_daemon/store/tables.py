@@ -186,6 +186,8 @@ class ActivityRow(Base):
     assignee: Mapped[str | None] = mapped_column(String(100))
     #: What a settled task was closed with (the diagnostic task's "Solution found" …).
     result: Mapped[str | None] = mapped_column(String(200))
+    #: The time the activity took, as the agent recorded it (an allowance of hours counts it).
+    spent_minutes: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(200), nullable=False)
     delivery_state: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -331,6 +333,25 @@ class EntitlementUseRow(Base):
             "account", "entitlement", "period", "seq", name="uq_entitlement_uses_unit"
         ),
     )
+
+
+class EntitlementHoursRow(Base):
+    """The time spent on a resolved case, charged to its account's allowance of hours: one
+    row per case (the key), in the period the case was resolved in; ``returned_at`` set when
+    the case was reactivated (a second resolve charges it again, with the new total)."""
+
+    __tablename__ = "entitlement_hours"
+    case_id: Mapped[int] = mapped_column(Id, ForeignKey("cases.id"), primary_key=True)
+    #: Never loaded: orders the INSERTs of one flush (see ``ActivityRow.case``).
+    case: Mapped[CaseRow] = relationship(lazy="raise")
+    account: Mapped[str] = mapped_column(String(100), nullable=False)
+    entitlement: Mapped[str] = mapped_column(String(100), nullable=False)
+    period: Mapped[str] = mapped_column(String(10), nullable=False)
+    minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    charged_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_entitlement_hours_period", "account", "entitlement", "period"),)
 
 
 class SlackCardRow(Base):
