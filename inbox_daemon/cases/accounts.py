@@ -5,7 +5,12 @@ address or a Slack user) belongs to it by the sender's email domain or Slack Con
 sender no account claims is an implicit contact with no account. An :class:`Entitlement` is the
 level of service an account gets (CRM24/D365): its support terms (around the clock, or the
 opening hours of a named business calendar), the SLA policy its cases are counted by, and an
-optional :class:`Allowance` of cases per month or year.
+optional :class:`Allowance` of cases, or of support hours, per month or year.
+
+An allowance of cases is used by each new case (a unit taken when it is created, given back
+when it is cancelled); an allowance of hours by the time agents recorded on a case's activities,
+charged when the case is resolved and given back when it is reactivated (D365). Either way a
+case that finds the allowance used up is created all the same and flagged.
 
 Domains: ``acme.example`` claims exactly that domain; ``*.acme.example`` claims every
 subdomain of it (``eu.acme.example``, ``a.b.acme.example``) but not ``acme.example`` itself.
@@ -29,10 +34,13 @@ __all__ = [
     "Account",
     "AccountBook",
     "Allowance",
+    "AllowanceUnit",
     "Entitlement",
     "EntitlementState",
     "Period",
     "domain_of",
+    "format_hours",
+    "format_spent",
 ]
 
 #: The ``terms`` of an entitlement that is served around the clock.
@@ -58,16 +66,53 @@ class EntitlementState(enum.StrEnum):
     EXHAUSTED = "exhausted"
 
 
+class AllowanceUnit(enum.StrEnum):
+    """What an allowance counts."""
+
+    CASES = "cases"
+    HOURS = "hours"
+
+
 @dataclass(frozen=True, slots=True)
 class Allowance:
-    """How many new cases an entitlement covers per period."""
+    """How many new cases (``unit`` cases), or hours of work (``unit`` hours), an entitlement
+    covers per period."""
 
-    cases: int
+    amount: int
     per: Period
+    unit: AllowanceUnit = AllowanceUnit.CASES
+
+    @property
+    def limit(self) -> int:
+        """The allowance in what usage is counted in: cases, or minutes."""
+        return self.amount * 60 if self.unit is AllowanceUnit.HOURS else self.amount
 
     def state(self, used: int) -> EntitlementState:
-        """The state for one more case when ``used`` units of the period are taken."""
-        return EntitlementState.OK if used < self.cases else EntitlementState.EXHAUSTED
+        """What one more case finds when ``used`` of the period is taken (cases, or minutes
+        charged): an allowance of hours is used up when nothing of it is left."""
+        return EntitlementState.OK if used < self.limit else EntitlementState.EXHAUSTED
+
+    def describe(self, used: int | None = None) -> str:
+        """``2 cases per month`` or ``10 hours per year``; with ``used``, what is taken of it
+        (``1 of 2 cases this month``, ``7.5 of 10 hours this year``)."""
+        noun = self.unit.value if self.amount != 1 else self.unit.value[:-1]
+        if used is None:
+            return f"{self.amount} {noun} per {self.per.value}"
+        taken = format_hours(used) if self.unit is AllowanceUnit.HOURS else str(used)
+        return f"{taken} of {self.amount} {noun} this {self.per.value}"
+
+
+def format_hours(minutes: int) -> str:
+    """Minutes as hours a person reads: ``7.5``, ``10``, ``0.25``."""
+    return f"{minutes / 60:.2f}".rstrip("0").rstrip(".")
+
+
+def format_spent(minutes: int) -> str:
+    """Time spent as agents write it: ``45m``, ``2h``, ``1h 30m``."""
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest}m"
+    return f"{hours}h {rest}m" if rest else f"{hours}h"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ writes them. Nothing here does I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from inbox_daemon.cases.enums import ActivityKind, ActivityState, Direction, Status
@@ -68,6 +69,29 @@ def require_subject(subject: str, what: str = "a task") -> str:
     if not text:
         raise CaseRuleError(f"{what} needs some text saying what it is about")
     return text
+
+
+_SPENT = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m)?")
+#: The most one activity may record: a day's work (more is a typo, or several activities).
+MOST_SPENT = 24 * 60
+
+
+def parse_spent(text: str) -> int:
+    """The time an activity took, as agents write it (``45m``, ``2h``, ``1h30m``, ``1.5h``),
+    in whole minutes; CaseRuleError saying how to write it otherwise."""
+    value = text.replace(" ", "").lower()
+    match = _SPENT.fullmatch(value)
+    if not value or match is None or not any(match.groups()):
+        raise CaseRuleError(f"time spent {text!r} is not a time like 45m, 2h, 1h30m or 1.5h")
+    hours, minutes = match.groups()
+    total = round(float(hours or 0) * 60) + int(minutes or 0)
+    if total < 1:
+        raise CaseRuleError(f"time spent {text!r} is less than a minute")
+    if total > MOST_SPENT:
+        raise CaseRuleError(
+            f"time spent {text!r} is more than 24h for one activity: log it as several"
+        )
+    return total
 
 
 def call_direction(value: str) -> Direction:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from inbox_daemon import __version__
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.enums import Origin, Priority, Status
+from inbox_daemon.cli.accounts import add_accounts_command
 from inbox_daemon.cli.activities import cmd_cases_activity, cmd_cases_call, cmd_cases_task
 from inbox_daemon.cli.cases import (
     _event_command,
@@ -43,6 +44,9 @@ __all__ = ["build_parser", "main"]
 
 
 # --- parser ------------------------------------------------------------------------------------
+
+
+SPENT_HELP = "the time it took, e.g. 45m, 1h30m, 1.5h (an allowance of hours counts it)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = cases.add_parser(name, parents=[common, acting], help=helptext)
         p.add_argument("number")
         p.add_argument("text")
+        if name == "note":
+            p.add_argument("--spent", metavar="TIME", help=SPENT_HELP)
         p.set_defaults(func=func)
 
     p = cases.add_parser("task", parents=[common, acting], help="add an open task to the case")
@@ -119,12 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a duration from now (4h, 2d) or an ISO 8601 time (local unless it has an offset)",
     )
     p.add_argument("--assign", metavar="AGENT", help="the agent who is to do it")
+    p.add_argument("--spent", metavar="TIME", help=SPENT_HELP)
     p.set_defaults(func=cmd_cases_task)
 
     p = cases.add_parser("call", parents=[common, acting], help="log a phone call on the case")
     p.add_argument("number")
     p.add_argument("--direction", required=True, choices=["in", "out"], help="who called whom")
     p.add_argument("text", help="what was said")
+    p.add_argument("--spent", metavar="TIME", help=SPENT_HELP)
     p.set_defaults(func=cmd_cases_call)
 
     activity = cases.add_parser(
@@ -136,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         a.add_argument("number")
         a.add_argument("id", type=int, help="the activity's id (#N in `cases show`)")
+        if verb == "complete":
+            a.add_argument("--spent", metavar="TIME", help=SPENT_HELP)
         a.set_defaults(func=cmd_cases_activity, verb=verb)
 
     p = cases.add_parser("assign", parents=[common, acting], help="give the case to someone")
@@ -181,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         "close-resolved", parents=[common], help="close cases resolved past the waiting period"
     )
     p.set_defaults(func=cmd_cases_close_resolved)
+
+    add_accounts_command(sub, common)
 
     rules = sub.add_parser("rules", help="check and explain rules.yaml").add_subparsers(
         dest="rules_command", required=True, metavar="COMMAND"

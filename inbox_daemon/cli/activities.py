@@ -7,8 +7,11 @@ import argparse
 import re
 from datetime import UTC, date, datetime, time
 
+from inbox_daemon.cases.accounts import format_spent
 from inbox_daemon.cases.enums import ActivityState
+from inbox_daemon.cases.tasks import parse_spent
 from inbox_daemon.cli.common import UsageError, _actor, _run, _with_service
+from inbox_daemon.errors import CaseRuleError
 from inbox_daemon.router.fields import parse_duration
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -36,40 +39,68 @@ def parse_due(text: str, now: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
+def spent_of(args: argparse.Namespace) -> int | None:
+    """``--spent``: the time an activity took, in minutes (None when not given)."""
+    text = getattr(args, "spent", None)
+    if text is None:
+        return None
+    try:
+        return parse_spent(text)
+    except CaseRuleError as exc:
+        raise UsageError(f"--spent: {exc}") from None
+
+
+def _took(minutes: int | None) -> str:
+    return f", {format_spent(minutes)} spent" if minutes else ""
+
+
 def cmd_cases_task(args: argparse.Namespace) -> int:
     due = parse_due(args.due, datetime.now(UTC)) if args.due is not None else None
+    spent = spent_of(args)
     activity = _run(
         _with_service(
             args,
             lambda svc: svc.add_task(
-                args.number, args.subject, _actor(args, svc), due=due, assignee=args.assign
+                args.number,
+                args.subject,
+                _actor(args, svc),
+                due=due,
+                assignee=args.assign,
+                spent_minutes=spent,
             ),
         )
     )
-    print(f"{args.number.upper()}: task #{activity.id} open")
+    print(f"{args.number.upper()}: task #{activity.id} open{_took(spent)}")
     return 0
 
 
 def cmd_cases_call(args: argparse.Namespace) -> int:
+    spent = spent_of(args)
     activity = _run(
         _with_service(
             args,
-            lambda svc: svc.log_call(args.number, args.direction, args.text, _actor(args, svc)),
+            lambda svc: svc.log_call(
+                args.number, args.direction, args.text, _actor(args, svc), spent_minutes=spent
+            ),
         )
     )
-    print(f"{args.number.upper()}: call #{activity.id} logged ({activity.direction})")
+    print(f"{args.number.upper()}: call #{activity.id} logged ({activity.direction}){_took(spent)}")
     return 0
 
 
 def cmd_cases_activity(args: argparse.Namespace) -> int:
     state = ActivityState.COMPLETED if args.verb == "complete" else ActivityState.CANCELLED
+    spent = spent_of(args)
     activity = _run(
         _with_service(
-            args, lambda svc: svc.settle_activity(args.number, args.id, state, _actor(args, svc))
+            args,
+            lambda svc: svc.settle_activity(
+                args.number, args.id, state, _actor(args, svc), spent_minutes=spent
+            ),
         )
     )
-    print(f"{args.number.upper()}: activity #{activity.id} {activity.state}")
+    print(f"{args.number.upper()}: activity #{activity.id} {activity.state}{_took(spent)}")
     return 0
 
 
-__all__ = ["cmd_cases_activity", "cmd_cases_call", "cmd_cases_task", "parse_due"]
+__all__ = ["cmd_cases_activity", "cmd_cases_call", "cmd_cases_task", "parse_due", "spent_of"]

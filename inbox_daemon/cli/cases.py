@@ -10,8 +10,10 @@ from importlib import resources
 from pathlib import Path
 
 from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.accounts import format_spent
 from inbox_daemon.cases.enums import Origin, Priority, Status
 from inbox_daemon.cases.model import Case
+from inbox_daemon.cli.activities import spent_of
 from inbox_daemon.cli.common import (
     PROG,
     UsageError,
@@ -146,10 +148,15 @@ def cmd_cases_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_note(args: argparse.Namespace) -> int:
+    spent = spent_of(args)
     activity = _run(
-        _with_service(args, lambda svc: svc.note(args.number, args.text, _actor(args, svc)))
+        _with_service(
+            args,
+            lambda svc: svc.note(args.number, args.text, _actor(args, svc), spent_minutes=spent),
+        )
     )
-    print(f"{args.number.upper()}: note #{activity.id} added")
+    took = f", {format_spent(spent)} spent" if spent else ""
+    print(f"{args.number.upper()}: note #{activity.id} added{took}")
     return 0
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from inbox_daemon.cases.accounts import format_spent
 from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.config import Settings, load_settings
 from inbox_daemon.errors import InboxError
@@ -166,6 +167,8 @@ def _print_view(view: CaseView) -> None:
             value = local_time(value, view.zone)
         if value not in (None, ""):
             print(f"  {name.replace('_', ' ')}: {_iso(value)}")
+    if view.time_spent:
+        print(f"  time spent: {format_spent(view.time_spent)}")
     if c.cc_contacts:
         print(f"  cc contacts: {', '.join(c.cc_contacts)}")
     if view.children:
@@ -181,6 +184,8 @@ def _print_view(view: CaseView) -> None:
             extra += f" for {a.assignee}"
         if a.result:
             extra += f" ({a.result})"
+        if a.spent_minutes:
+            extra += f" {format_spent(a.spent_minutes)} spent"
         first = (a.subject or a.body_text).strip().splitlines()[:1]
         print(f"  #{a.id} {a.created_at:%Y-%m-%d %H:%M} {a.direction} {a.kind} {a.state}{extra}"
               f" {a.actor}: {first[0] if first else ''}")  # fmt: skip
@@ -199,6 +204,7 @@ def _view_dict(view: CaseView) -> dict[str, Any]:
     case["account_name"] = found.name if found is not None else None
     case["tier"] = found.tier if found is not None else None
     case["time_zone"] = view.zone.key
+    case["time_spent_minutes"] = view.time_spent
     return {
         "case": case,
         "children": list(view.children),

@@ -20,6 +20,7 @@ from inbox_daemon.cases.accounts import (
     Account,
     AccountBook,
     Allowance,
+    AllowanceUnit,
     Entitlement,
 )
 from inbox_daemon.cases.directory import Directory, Queue, SupportLevel, Team, User
@@ -28,7 +29,13 @@ from inbox_daemon.errors import RulesError
 from inbox_daemon.router.checks import check_document, default_calendar
 from inbox_daemon.router.compiler import compile_rules
 from inbox_daemon.router.engine import Actions, CompiledRules
-from inbox_daemon.router.schema import CalendarSpec, EntitlementSpec, HolidaySpec, RulesErrors
+from inbox_daemon.router.schema import (
+    AllowanceSpec,
+    CalendarSpec,
+    EntitlementSpec,
+    HolidaySpec,
+    RulesErrors,
+)
 from inbox_daemon.router.source import SourceMap, parse_yaml
 from inbox_daemon.router.validate import Document, validate_document
 
@@ -266,18 +273,22 @@ def _entitlement(
         zone = calendars[calendar].tz
     elif spec.timezone is not None:
         zone = ZoneInfo(spec.timezone)
-    allowance = spec.allowance
     return Entitlement(
         id=spec.id,
         calendar=calendar,
         sla_policy=spec.sla_policy,
-        allowance=(
-            Allowance(allowance.cases, allowance.per)
-            if allowance is not None and allowance.cases is not None
-            else None
-        ),
+        allowance=_allowance(spec.allowance),
         zone=zone,
     )
+
+
+def _allowance(spec: AllowanceSpec | None) -> Allowance | None:
+    if spec is None:
+        return None
+    if spec.hours is not None:
+        return Allowance(spec.hours, spec.per, AllowanceUnit.HOURS)
+    assert spec.cases is not None  # the schema asks for one of them
+    return Allowance(spec.cases, spec.per)
 
 
 def _holiday(spec: HolidaySpec) -> dict[str, object]:

@@ -245,23 +245,21 @@ class AccountSpec(Spec):
 
 
 class AllowanceSpec(Spec):
-    """How many cases an entitlement covers per month or year."""
+    """How many cases, or hours of work, an entitlement covers per month or year."""
 
     cases: int | None = None
-    hours: Any = None
+    hours: int | None = None
     per: PeriodChoice = Period.MONTH
 
     @model_validator(mode="after")
-    def _cases(self) -> AllowanceSpec:
-        if self.hours is not None:
-            raise fail(
-                "an allowance of hours needs the time spent on cases, which is not recorded; "
-                "give 'cases: N' instead"
-            )
-        if self.cases is None:
-            raise fail("an allowance needs 'cases: N' (cases per month or year)")
-        if self.cases < 1:
-            raise fail(f"allowance cases must be at least 1, got {self.cases}")
+    def _amount(self) -> AllowanceSpec:
+        if self.hours is not None and self.cases is not None:
+            raise fail("an allowance counts cases or hours, not both: give one of them")
+        if self.hours is None and self.cases is None:
+            raise fail("an allowance needs 'cases: N' or 'hours: N' (per month or year)")
+        unit, amount = ("hours", self.hours) if self.hours is not None else ("cases", self.cases)
+        if amount is not None and amount < 1:
+            raise fail(f"allowance {unit} must be at least 1, got {amount}")
         return self
 
 

@@ -3,8 +3,9 @@ the audit trail, and the one opener of transactions for changes to them.
 
 Its verbs come in families, one module each, joined in :class:`CaseService`:
 
-- :mod:`.reading`: a case, a case with its history, a list of cases;
-- :mod:`.changes`: create a case, apply a lifecycle event (assign, pick, resolve, close …);
+- :mod:`.reading`: a case, a case with its history, a list of cases, accounts' usage;
+- :mod:`.changes`: create a case, apply a lifecycle event (assign, pick, resolve, close …),
+  with what the case takes of its account's allowance (:mod:`.allowances`);
 - :mod:`.edits`: reclassify a case (priority, category, reason, account, SLA …);
 - :mod:`.links`: link a case to its parent, merge a duplicate, close by hand;
 - :mod:`.activities`: notes, agents' answers, automatic answers, a customer's edit;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from inbox_daemon.errors import NotFoundError
 from inbox_daemon.service.core import (
+    AccountUsage,
     CaseView,
     Clock,
     EntitlementCheck,
@@ -43,6 +45,7 @@ class CaseService(TaskVerbs, IncomingVerbs, EditVerbs, LinkVerbs, ReadingVerbs):
 
 
 __all__ = [
+    "AccountUsage",
     "CaseService",
     "CaseView",
     "Clock",

@@ -38,23 +38,40 @@ class ActivityVerbs(ChangeVerbs):
     # --- internal activities -------------------------------------------------------------
 
     async def note(
-        self, number: str, text: str, actor: Actor, *, source: Source | None = None
+        self,
+        number: str,
+        text: str,
+        actor: Actor,
+        *,
+        source: Source | None = None,
+        spent_minutes: int | None = None,
     ) -> ActivityRow:
-        """An internal note: stays on the case, never reaches the customer.
+        """An internal note: stays on the case, never reaches the customer; with the time the
+        work it records took, when given.
 
         ``source`` (channel, workspace, message id) makes it idempotent: the same source
         message noted twice (a retried Slack event) gives the first note back.
         """
         if not text.strip():
             raise CaseRuleError("a note needs some text")
-        return await self._once(source, lambda session: self._note_in(session, number, text, actor))
+        return await self._once(
+            source, lambda session: self._note_in(session, number, text, actor, spent_minutes)
+        )
 
     async def _note_in(
-        self, session: AsyncSession, number: str, text: str, actor: Actor
+        self,
+        session: AsyncSession,
+        number: str,
+        text: str,
+        actor: Actor,
+        spent_minutes: int | None = None,
     ) -> ActivityRow:
         row = await repo.get_case_row(session, norm_number(number), for_update=True)
         await self.change_in(session, row, lifecycle.AgentReplied(internal=True), actor)
-        return await self.internal_activity_in(session, row, actor, ActivityKind.NOTE, text=text)
+        return await records.logged_activity_in(
+            session, row, actor, ActivityKind.NOTE, now=self.clock(), text=text,
+            spent_minutes=spent_minutes,
+        )  # fmt: skip
 
     async def internal_activity_in(
         self,

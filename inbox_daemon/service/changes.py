@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases import lifecycle, sla, tasks
 from inbox_daemon.cases.calendar import BusinessCalendar
-from inbox_daemon.cases.enums import Origin, Priority, Status
+from inbox_daemon.cases.enums import Origin, Priority
 from inbox_daemon.cases.model import Actor, Case, diff
 from inbox_daemon.errors import CaseRuleError
-from inbox_daemon.service import records
+from inbox_daemon.service import allowances, records
 from inbox_daemon.service.core import EntitlementCheck, ServiceCore, norm_number, parse_contact
 from inbox_daemon.store import cases as repo
-from inbox_daemon.store import entitlements, ids
+from inbox_daemon.store import ids
 from inbox_daemon.store.tables import CaseRow
 
 
@@ -78,18 +78,18 @@ class ChangeVerbs(ServiceCore):
         has a number already (from :meth:`next_case_number`, earlier in the same transaction)
         keeps it.
 
-        A case of an account with an allowance takes one unit of it, in this transaction and
-        once (the unit's row is keyed by the case); with none left the case is created all the
-        same, flagged ``entitlement_exhausted``. ``entitlement``: what the caller found with
-        :meth:`entitlement_check_in` in this transaction (routing tested it); else it is looked
-        up here.
+        A case of an account with an allowance of cases takes one unit of it, in this
+        transaction and once (the unit's row is keyed by the case); with none left (of cases or
+        hours) the case is created all the same, flagged ``entitlement_exhausted``.
+        ``entitlement``: what the caller found with :meth:`entitlement_check_in` in this
+        transaction (routing tested it); else it is looked up here.
         """
         now = self.clock()
         number = draft.number or await repo.next_case_number(session)
         check = entitlement
         if check is None and draft.account is not None:
             check = await self.entitlement_check_in(session, draft.account, now)
-        exhausted = check is not None and check.usage is not None and not check.takes_unit
+        exhausted = check is not None and check.exhausted
         draft = replace(draft, number=number, created_at=now, entitlement_exhausted=exhausted)
         outcome = lifecycle.new_case(draft, now, diagnostics=self.diagnostic_tasks)
         row = repo.new_row(outcome.case, parent_id)
@@ -98,7 +98,7 @@ class ChangeVerbs(ServiceCore):
         session.add(row)
         repo.audit(session, row.id, at=now, actor=actor, action="create", changes=outcome.changes)
         if check is not None and check.usage is not None:
-            self._use_entitlement(session, row, check, actor, now)
+            allowances.use_in(session, row, check, actor, now)
         await records.carry_out_in(session, row, outcome.effects, actor, now)
         return outcome.case, row
 
@@ -107,42 +107,7 @@ class ChangeVerbs(ServiceCore):
     ) -> EntitlementCheck | None:
         """What a new case of ``account`` would find, in the caller's transaction: None for
         an account without an entitlement (or no longer configured)."""
-        found = self.accounts.entitlement_of(account)
-        if found is None:
-            return None
-        allowance = found.allowance
-        if allowance is None:
-            return EntitlementCheck(account, found)
-        period = allowance.per.key(now or self.clock(), found.zone)
-        usage = await entitlements.usage(session, account, found.id, period)
-        return EntitlementCheck(account, found, allowance.state(usage.used), period, usage)
-
-    def _use_entitlement(
-        self,
-        session: AsyncSession,
-        row: CaseRow,
-        check: EntitlementCheck,
-        actor: Actor,
-        now: datetime,
-    ) -> None:
-        assert check.usage is not None
-        assert check.period is not None
-        allowance = check.entitlement.allowance
-        assert allowance is not None
-        detail: dict[str, object] = {
-            "account": check.account, "entitlement": check.entitlement.id,
-            "period": check.period, "allowance": allowance.cases,
-        }  # fmt: skip
-        if check.takes_unit:
-            entitlements.take_unit(
-                session, row.id, account=check.account, entitlement=check.entitlement.id,
-                period=check.period, seq=check.usage.taken + 1, at=now,
-            )  # fmt: skip
-            detail["used"] = check.usage.used + 1
-            self.audit_in(session, row, actor, "entitlement_used", at=now, detail=detail)
-        else:
-            detail["used"] = check.usage.used
-            self.audit_in(session, row, actor, "entitlement_exhausted", at=now, detail=detail)
+        return await allowances.check_in(session, self.accounts, account, now or self.clock())
 
     async def next_case_number(self, session: AsyncSession) -> str:
         """Take the next case number in the caller's transaction (it locks the counter)."""
@@ -218,13 +183,8 @@ class ChangeVerbs(ServiceCore):
         )
         case = repo.to_domain(row, await repo.parent_number(session, row))
         outcome = await self._with_sla(session, row, case, lifecycle.apply(case, event, ctx), now)
+        outcome = await allowances.follow_in(session, row, case, outcome, self.accounts, actor, now)
         repo.write_back(row, outcome.case)
-        if outcome.case.status is Status.CANCELLED and case.status is not Status.CANCELLED:
-            returned = await entitlements.give_back(session, row.id, now)
-            if returned is not None:
-                detail_back = {"entitlement": returned.entitlement, "period": returned.period}
-                repo.audit(session, row.id, at=now, actor=actor, action="entitlement_returned",
-                           detail={"account": returned.account, **detail_back})  # fmt: skip
         await records.carry_out_in(session, row, outcome.effects, actor, now)
         await self.notify_in(session, row, outcome.effects, actor)
         if outcome.changes or event.action not in ("customer_replied", "agent_replied"):

@@ -19,7 +19,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.cases import lifecycle
-from inbox_daemon.cases.accounts import Account, AccountBook, Entitlement, EntitlementState
+from inbox_daemon.cases.accounts import (
+    Account,
+    AccountBook,
+    AllowanceUnit,
+    Entitlement,
+    EntitlementState,
+)
 from inbox_daemon.cases.directory import Directory
 from inbox_daemon.cases.model import Actor, Case
 from inbox_daemon.errors import CaseRuleError
@@ -86,6 +92,8 @@ class CaseView:
     merged: tuple[str, ...] = ()
     zone: ZoneInfo = UTC_ZONE
     account: Account | None = None
+    #: The minutes agents recorded on its activities (cancelled ones left out).
+    time_spent: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,28 @@ class EntitlementCheck:
 
     @property
     def takes_unit(self) -> bool:
-        return self.usage is not None and self.state is EntitlementState.OK
+        """A new case takes a unit: the allowance counts cases and one is left."""
+        allowance = self.entitlement.allowance
+        return (
+            self.usage is not None
+            and self.state is EntitlementState.OK
+            and allowance is not None
+            and allowance.unit is AllowanceUnit.CASES
+        )
+
+    @property
+    def exhausted(self) -> bool:
+        """The allowance (of cases or hours) is used up: the case is created, flagged."""
+        return self.usage is not None and self.state is EntitlementState.EXHAUSTED
+
+
+@dataclass(frozen=True)
+class AccountUsage:
+    """An account as configured, with what a new case of it would find now (None: the
+    account has no entitlement, or it names one rules.yaml does not declare)."""
+
+    account: Account
+    check: EntitlementCheck | None
 
 
 _HEADERS = HeaderRegistry()

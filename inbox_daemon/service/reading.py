@@ -1,16 +1,18 @@
 """The case service's reading verbs: one case, one case with its history, its open activities,
-a list of cases."""
+a list of cases, what each account has used of its allowance."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from inbox_daemon.cases.enums import Status
 from inbox_daemon.cases.model import Case
 from inbox_daemon.cases.tasks import LoggedActivity
-from inbox_daemon.service.core import CaseView, ServiceCore, norm_number
+from inbox_daemon.service import allowances
+from inbox_daemon.service.core import AccountUsage, CaseView, ServiceCore, norm_number
 from inbox_daemon.store import cases as repo
-from inbox_daemon.store import links
+from inbox_daemon.store import entitlements, links
 
 
 class ReadingVerbs(ServiceCore):
@@ -31,6 +33,7 @@ class ReadingVerbs(ServiceCore):
                 merged=tuple(await links.merged_from(session, row.number)),
                 zone=self.zone_of(case),
                 account=self.accounts.accounts.get(case.account) if case.account else None,
+                time_spent=await entitlements.time_spent(session, row.id),
             )
 
     async def open_activities(self, number: str) -> tuple[LoggedActivity, ...]:
@@ -60,3 +63,15 @@ class ReadingVerbs(ServiceCore):
                 session, status=status, queue=queue, owner=owner, account=account, limit=limit
             )
             return [repo.to_domain(row) for row in rows]
+
+    async def account_usage(self, now: datetime | None = None) -> list[AccountUsage]:
+        """Every configured account, by id, with what a new case of it would find now (its
+        entitlement and, for an allowance, the period and what is used of it)."""
+        at = now or self.clock()
+        async with self.db.transaction() as session:
+            return [
+                AccountUsage(
+                    account, await allowances.check_in(session, self.accounts, account.id, at)
+                )
+                for account in sorted(self.accounts.accounts.values(), key=lambda a: a.id)
+            ]

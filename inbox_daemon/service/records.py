@@ -32,8 +32,10 @@ async def logged_activity_in(
     due_at: datetime | None = None,
     assignee: str | None = None,
     flags: Mapping[str, object] | None = None,
+    spent_minutes: int | None = None,
 ) -> ActivityRow:
-    """A note, task or phone call an agent (or a rule) put on the case, audited as its kind."""
+    """A note, task or phone call an agent (or a rule) put on the case, audited as its kind,
+    with the time it took (``spent_minutes``) when the agent recorded it."""
     activity = ActivityRow(
         id=await ids.new_id(session, ActivityRow),
         case_id=row.id,
@@ -45,6 +47,7 @@ async def logged_activity_in(
         due_at=due_at,
         assignee=assignee,
         flags=dict(flags or {}),
+        spent_minutes=spent_minutes,
         actor=str(actor),
         created_at=now,
         updated_at=now,
@@ -59,6 +62,8 @@ async def logged_activity_in(
         detail["due"] = due_at.isoformat()
     if assignee is not None:
         detail["assignee"] = assignee
+    if spent_minutes is not None:
+        detail["spent_minutes"] = spent_minutes
     detail.update(flags or {})
     repo.audit(session, row.id, at=now, actor=actor, action=kind.value, detail=detail)
     return activity

@@ -13,7 +13,7 @@ from datetime import datetime
 from inbox_daemon.cases import lifecycle, tasks
 from inbox_daemon.cases.enums import ActivityKind, ActivityState
 from inbox_daemon.cases.model import Actor
-from inbox_daemon.errors import NotFoundError
+from inbox_daemon.errors import CaseRuleError, NotFoundError
 from inbox_daemon.service import records
 from inbox_daemon.service.activities import ActivityVerbs
 from inbox_daemon.service.core import norm_number
@@ -30,9 +30,10 @@ class TaskVerbs(ActivityVerbs):
         *,
         due: datetime | None = None,
         assignee: str | None = None,
+        spent_minutes: int | None = None,
     ) -> ActivityRow:
         """An open task on the case, due by ``due`` and assigned to ``assignee`` (an active
-        agent), if given."""
+        agent), if given; ``spent_minutes``: the time already spent on it."""
         subject = tasks.require_subject(subject)
         if assignee is not None:
             self.directory.active_user(assignee)
@@ -44,10 +45,20 @@ class TaskVerbs(ActivityVerbs):
             return await records.logged_activity_in(
                 session, row, actor, ActivityKind.TASK, now=self.clock(), subject=subject,
                 state=ActivityState.OPEN, due_at=due, assignee=assignee,
+                spent_minutes=spent_minutes,
             )  # fmt: skip
 
-    async def log_call(self, number: str, direction: str, text: str, actor: Actor) -> ActivityRow:
-        """A phone call with the customer (``direction`` ``in`` or ``out``), logged as done."""
+    async def log_call(
+        self,
+        number: str,
+        direction: str,
+        text: str,
+        actor: Actor,
+        *,
+        spent_minutes: int | None = None,
+    ) -> ActivityRow:
+        """A phone call with the customer (``direction`` ``in`` or ``out``), logged as done,
+        with how long it took when given."""
         way = tasks.call_direction(direction)
         text = tasks.require_subject(text, "a call")
         async with self.db.transaction() as session:
@@ -55,13 +66,20 @@ class TaskVerbs(ActivityVerbs):
             lifecycle.require_editable(repo.to_domain(row), "call")
             return await records.logged_activity_in(
                 session, row, actor, ActivityKind.PHONE_CALL, now=self.clock(), text=text,
-                subject=text.splitlines()[0][:200], direction=way,
+                subject=text.splitlines()[0][:200], direction=way, spent_minutes=spent_minutes,
             )  # fmt: skip
 
     async def settle_activity(
-        self, number: str, activity_id: int, state: ActivityState, actor: Actor
+        self,
+        number: str,
+        activity_id: int,
+        state: ActivityState,
+        actor: Actor,
+        *,
+        spent_minutes: int | None = None,
     ) -> ActivityRow:
-        """Complete or cancel an open activity of the case."""
+        """Complete or cancel an open activity of the case; completing it can record the time
+        it took (``spent_minutes`` adds to what it recorded before)."""
         async with self.db.transaction() as session:
             row = await repo.get_case_row(session, norm_number(number), for_update=True)
             activity = await repo.activity_of(session, row.id, activity_id)
@@ -73,11 +91,17 @@ class TaskVerbs(ActivityVerbs):
             verb = "complete" if state is ActivityState.COMPLETED else "cancel"
             lifecycle.require_editable(repo.to_domain(row), f"{verb} activity")
             tasks.check_settle(row.number, repo.logged(activity), state)
+            if spent_minutes is not None and state is not ActivityState.COMPLETED:
+                raise CaseRuleError("time spent is recorded when an activity is completed")
             now = self.clock()
             activity.state = state.value
             activity.updated_at = now
+            detail: dict[str, object] = {"activity": activity.id, "kind": activity.kind}
+            if spent_minutes is not None:
+                activity.spent_minutes = (activity.spent_minutes or 0) + spent_minutes
+                detail["spent_minutes"] = spent_minutes
             repo.audit(
                 session, row.id, at=now, actor=actor, action=records.settled_action(state),
-                detail={"activity": activity.id, "kind": activity.kind},
+                detail=detail,
             )  # fmt: skip
             return activity

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from inbox_daemon.cases.enums import Status
-from inbox_daemon.cases.lifecycle import Cancel
+from inbox_daemon.cases.lifecycle import Cancel, Resolve
 from inbox_daemon.cases.model import Actor
 from inbox_daemon.channels.slack.intake import message_delivery
 from inbox_daemon.ingest import Ingestor, IntakeOptions
@@ -17,7 +17,7 @@ from inbox_daemon.router.loader import LoadedRules, load_rules_text
 from inbox_daemon.service import CaseService
 from inbox_daemon.store.db import Database
 from inbox_daemon.store.files import FileStore
-from inbox_daemon.store.tables import EntitlementUseRow
+from inbox_daemon.store.tables import EntitlementHoursRow, EntitlementUseRow
 from tests.integration.test_ingest import Clock, delivery, mail
 
 RULES = """
@@ -148,7 +148,8 @@ async def test_an_allowance_counts_each_new_case_once_and_flags_the_case_past_it
     assert over.case.queue == "overdrawn"  # routed by `entitlement: exhausted`
     exhausted = [e for e in over.audit if e.action == "entitlement_exhausted"]
     assert exhausted[0].detail == {
-        "account": "acme", "entitlement": "gold", "period": "2026-03", "allowance": 2, "used": 2
+        "account": "acme", "entitlement": "gold", "period": "2026-03", "allowance": 2,
+        "unit": "cases", "used": 2,
     }  # fmt: skip
     assert ("entitlement_exhausted", "true") in [(e.field, e.new_value) for e in over.audit]
     assert len(await units(db)) == 2  # the exhausted case took no unit
@@ -208,3 +209,37 @@ async def test_an_entitlements_calendar_counts_business_days_and_shows_its_zone(
     assert case.first_response_due == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
     assert case.resolve_by_due == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
     assert svc.zone_of(case).key == "Europe/Berlin"
+
+
+async def test_a_customers_reply_to_a_resolved_case_gives_its_hours_back(
+    svc: CaseService, tmp_path: Path, db: Database
+) -> None:
+    hours = load_rules_text(
+        RULES.replace("allowance: {cases: 2, per: month}", "allowance: {hours: 1, per: month}"),
+        "rules.yaml",
+    )
+    svc.accounts = hours.accounts
+    intake = Ingestor(
+        svc, files=FileStore(tmp_path / "a"), quarantine=FileStore(tmp_path / "q"),
+        rules=lambda: hours,
+        options=IntakeOptions(our_addresses=frozenset({"support@ours.example"})),
+    )  # fmt: skip
+    first = await intake(delivery(mail(1, sender="ann@acme.example")))
+    number = first.case_number or ""
+    await svc.note(number, "Replaced the fuser", Actor.user("alice"), spent_minutes=75)
+    await svc.change(number, Resolve("new fuser"), Actor.user("alice"))
+    over = await intake(delivery(mail(2, "Toner", sender="bob@acme.example")))
+    assert (await svc.get(over.case_number or "")).entitlement_exhausted  # 75 of 60 minutes
+
+    reply = await intake(
+        delivery(mail(3, sender="ann@acme.example", in_reply_to=("<m1@customer.example>",)))
+    )
+    assert (reply.outcome, reply.case_number) == ("reopened", number)
+    view = await svc.show(number)
+    returned = [e for e in view.audit if e.action == "entitlement_hours_returned"]
+    assert [(e.actor_kind, e.detail["minutes"]) for e in returned] == [("channel", 75)]
+    again = await intake(delivery(mail(4, "Paper", sender="cy@acme.example")))
+    assert not (await svc.get(again.case_number or "")).entitlement_exhausted
+    async with db.transaction() as s:
+        rows = (await s.execute(select(EntitlementHoursRow))).scalars().all()
+        assert [(r.minutes, r.returned_at is not None) for r in rows] == [(75, True)]

@@ -205,3 +205,55 @@ async def test_activities_made_before_0011_are_kept_and_tasks_work_after(db_url:
         ]  # fmt: skip
     finally:
         await db.dispose()
+
+
+async def test_activities_made_at_0012_record_no_time_and_can_be_charged_after(
+    db_url: str,
+) -> None:
+    """A database at 0012 (the release before time spent) keeps its cases and activities,
+    which record no time; after the upgrade the case's time counts and a resolve charges it."""
+    from inbox_daemon.cases.accounts import (
+        Account,
+        AccountBook,
+        Allowance,
+        AllowanceUnit,
+        Entitlement,
+        Period,
+    )
+    from inbox_daemon.cases.lifecycle import Resolve
+    from inbox_daemon.cases.model import Actor
+    from inbox_daemon.service import CaseService
+    from inbox_daemon.store.tables import ActivityRow, EntitlementHoursRow
+
+    db = Database(db_url)
+    now = datetime.now(UTC)
+    try:
+        await upgrade(db, "0012")
+        columns = ActivityRow.__table__.c
+        async with db.engine.begin() as conn:
+            await conn.execute(old_case(1, now, account="acme", status="in_progress"))
+            await conn.execute(
+                sa.insert(ActivityRow.__table__).values(
+                    {columns.case_id: 1, columns.kind: "note", columns.direction: "internal",
+                     columns.state: "completed", columns.body_text: "looked", columns.actor: "x",
+                     columns.created_at: now, columns.updated_at: now}
+                )
+            )  # fmt: skip
+        await upgrade(db)
+        hours = Entitlement("hours", allowance=Allowance(1, Period.MONTH, AllowanceUnit.HOURS))
+        accounts = AccountBook.of([Account("acme", "Acme", entitlement="hours")], [hours])
+        svc = CaseService(db, accounts=accounts)
+        view = await svc.show("CAS-000001")
+        assert [(a.body_text, a.spent_minutes) for a in view.activities] == [("looked", None)]
+        assert view.time_spent == 0
+        await svc.note("CAS-000001", "fixed it", Actor.user("alice"), spent_minutes=40)
+        await svc.change("CAS-000001", Resolve("fixed"), Actor.user("alice"))
+        async with db.transaction() as session:
+            [row] = (await session.execute(sa.select(EntitlementHoursRow))).scalars().all()
+            assert (row.case_id, row.account, row.minutes) == (1, "acme", 40)
+        [usage] = await svc.account_usage()
+        assert usage.check is not None
+        assert usage.check.usage is not None
+        assert (usage.check.usage.used, usage.check.exhausted) == (40, False)
+    finally:
+        await db.dispose()

@@ -9,6 +9,7 @@ import pytest
 
 from inbox_daemon.cases import lifecycle as lc
 from inbox_daemon.cases import tasks
+from inbox_daemon.cases.accounts import format_hours, format_spent
 from inbox_daemon.cases.enums import ActivityKind, ActivityState, Direction, Status
 from inbox_daemon.cases.model import Case
 from inbox_daemon.cases.tasks import CloseDiagnostic, LoggedActivity, OpenDiagnostic
@@ -186,3 +187,28 @@ def test_picking_a_case_for_oneself_keeps_the_task() -> None:
     outcome = lc.apply(case(S.NEW), lc.Pick("alice"), ctx(diagnostic()))
     assert outcome.case.status is S.IN_PROGRESS
     assert outcome.effects == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [("45m", 45), ("2h", 120), ("1h30m", 90), ("1h 30m", 90), ("1.5h", 90), ("0.25h", 15),
+     ("24h", 1440), ("1H5M", 65)],
+)  # fmt: skip
+def test_time_spent_is_written_as_agents_write_it(text: str, minutes: int) -> None:
+    assert tasks.parse_spent(text) == minutes
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("", "is not a time"), ("45", "is not a time"), ("1d", "is not a time"),
+     ("-5m", "is not a time"), ("h", "is not a time"), ("0m", "less than a minute"),
+     ("0.001h", "less than a minute"), ("24h1m", "more than 24h")],
+)  # fmt: skip
+def test_time_spent_that_is_no_time_is_refused(text: str, problem: str) -> None:
+    with pytest.raises(CaseRuleError, match=problem):
+        tasks.parse_spent(text)
+
+
+def test_time_spent_is_shown_as_agents_write_it() -> None:
+    assert [format_spent(m) for m in (5, 60, 90, 600)] == ["5m", "1h", "1h 30m", "10h"]
+    assert [format_hours(m) for m in (90, 600, 15, 0)] == ["1.5", "10", "0.25", "0"]

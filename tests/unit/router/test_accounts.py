@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from inbox_daemon.cases.accounts import Period
+from inbox_daemon.cases.accounts import Allowance, AllowanceUnit, Period
 from inbox_daemon.router import summary
 from inbox_daemon.router.engine import ThreadFacts, evaluate, explain, format_explanation
 
@@ -41,7 +41,7 @@ def test_accounts_and_entitlements_load() -> None:
     gold = book.entitlements["gold"]
     assert gold.calendar is None
     assert gold.allowance is not None
-    assert (gold.allowance.cases, gold.allowance.per) == (10, Period.MONTH)
+    assert gold.allowance == Allowance(10, Period.MONTH, AllowanceUnit.CASES)
     assert gold.zone.key == "America/New_York"
     assert book.entitlements["office-hours"].zone.key == "Europe/Berlin"
     assert "2 accounts, 2 entitlements" in summary(loaded)
@@ -97,11 +97,24 @@ def test_an_allowance_needs_at_least_one_case() -> None:
     )
 
 
-def test_hours_allowances_are_refused_with_the_reason() -> None:
-    text = BASE.replace("{cases: 10, per: month}", "{hours: 40, per: month}")
-    assert "an allowance of hours needs the time spent on cases" in errors(
-        text + "default: {queue: general}\n"
-    )
+def test_an_allowance_of_hours_loads() -> None:
+    text = BASE.replace("{cases: 10, per: month}", "{hours: 40, per: year}")
+    gold = load(text + "default: {queue: general}\n").accounts.entitlements["gold"]
+    assert gold.allowance == Allowance(40, Period.YEAR, AllowanceUnit.HOURS)
+    assert gold.allowance.limit == 40 * 60  # counted in minutes
+    assert gold.allowance.describe() == "40 hours per year"
+    assert gold.allowance.describe(90) == "1.5 of 40 hours this year"
+
+
+def test_an_allowance_counts_cases_or_hours_not_both_nor_neither() -> None:
+    for allowance, expected in [
+        ("{hours: 4, cases: 2}", "an allowance counts cases or hours, not both"),
+        ("{per: month}", "an allowance needs 'cases: N' or 'hours: N'"),
+        ("{hours: 0}", "allowance hours must be at least 1, got 0"),
+        ("{hours: 1.5}", "input should be a valid integer"),
+    ]:
+        text = BASE.replace("{cases: 10, per: month}", allowance)
+        assert expected in errors(text + "default: {queue: general}\n"), allowance
 
 
 def test_conditions_name_known_accounts_and_tiers() -> None:
