@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from inbox_daemon import document as case_document
 from inbox_daemon.cases import lifecycle
+from inbox_daemon.cases.accounts import format_spent
 from inbox_daemon.cases.directory import Directory, User
 from inbox_daemon.cases.enums import ActivityKind, ActivityState, Direction, Status
 from inbox_daemon.cases.model import Actor, Case
@@ -486,12 +487,21 @@ class SlackAgents:
         return len(await self.service.open_activities(number))
 
     async def log_call(
-        self, slack_user: str, number: str, direction: str, text: str
+        self,
+        slack_user: str,
+        number: str,
+        direction: str,
+        text: str,
+        *,
+        spent_minutes: int | None = None,
     ) -> ActionResult:
         agent = await self.agent(slack_user)
-        activity = await self.service.log_call(number, direction, text, Actor.user(agent.id))
+        activity = await self.service.log_call(
+            number, direction, text, Actor.user(agent.id), spent_minutes=spent_minutes
+        )
         way = "an incoming" if activity.direction == Direction.INCOMING.value else "an outgoing"
-        said = f":telephone_receiver: {cards.escape(agent.name)} logged {way} call:\n"
+        took = f" ({format_spent(spent_minutes)})" if spent_minutes else ""
+        said = f":telephone_receiver: {cards.escape(agent.name)} logged {way} call{took}:\n"
         self._tell_thread(number, said + cards.quote(activity.body_text))
         return ActionResult(number.upper(), f"Call #{activity.id} logged on {number.upper()}.")
 
@@ -503,6 +513,7 @@ class SlackAgents:
         *,
         due: datetime | None = None,
         assignee: str | None = None,
+        spent_minutes: int | None = None,
     ) -> ActionResult:
         agent = await self.agent(slack_user)
         target = None
@@ -513,7 +524,7 @@ class SlackAgents:
                 raise AgentRefused(f"<@{assignee}> is not an active agent") from None
         activity = await self.service.add_task(
             number, subject, Actor.user(agent.id), due=due,
-            assignee=target.id if target is not None else None,
+            assignee=target.id if target is not None else None, spent_minutes=spent_minutes,
         )  # fmt: skip
         people = people_of(self.service.directory)
         said = f":ballot_box_with_check: {cards.escape(agent.name)} added task #{activity.id}"

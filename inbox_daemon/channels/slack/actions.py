@@ -198,9 +198,16 @@ class AgentActions(Protocol):
         ...
 
     async def log_call(
-        self, slack_user: str, number: str, direction: str, text: str
+        self,
+        slack_user: str,
+        number: str,
+        direction: str,
+        text: str,
+        *,
+        spent_minutes: int | None = None,
     ) -> ActionResult:
-        """A phone call with the customer (``direction`` ``in`` or ``out``), logged as done."""
+        """A phone call with the customer (``direction`` ``in`` or ``out``), logged as done,
+        with the minutes it took if given."""
         ...
 
     async def add_task(
@@ -211,8 +218,10 @@ class AgentActions(Protocol):
         *,
         due: datetime | None = None,
         assignee: str | None = None,
+        spent_minutes: int | None = None,
     ) -> ActionResult:
-        """An open task on the case, due by ``due``, for ``assignee`` (a Slack user id)."""
+        """An open task on the case, due by ``due``, for ``assignee`` (a Slack user id), with
+        the minutes already spent on it if given."""
         ...
 
     async def settle_activity(

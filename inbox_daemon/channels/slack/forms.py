@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from inbox_daemon.cases.tasks import parse_spent
+
 Block = dict[str, Any]
 
 #: callback_ids of the modals.
@@ -31,6 +33,8 @@ CALL_TEXT_BLOCK = TASK_SUBJECT_BLOCK = "text"
 TEXT_INPUT = "text"
 DUE_BLOCK, DUE_INPUT = "due", "when"
 ASSIGNEE_BLOCK, ASSIGNEE_INPUT = "assignee", "user"
+SPENT_BLOCK, SPENT_INPUT = "spent", "time"
+SPENT_HINT = "How long it took, e.g. 45m, 1h30m or 1.5h (an allowance of hours counts it)."
 
 Policy = Literal["fail", "cancel", "complete"]
 
@@ -101,6 +105,7 @@ def call_modal(number: str) -> Block:
         _input(DIRECTION_BLOCK, "Direction", direction),
         _input(CALL_TEXT_BLOCK, "What was said", _text(TEXT_INPUT, multiline=True,
                                                          max_length=3000)),
+        _spent_input(),
     ])  # fmt: skip
 
 
@@ -112,7 +117,13 @@ def task_modal(number: str) -> Block:
                optional=True),
         _input(ASSIGNEE_BLOCK, "Assign to",
                {"type": "users_select", "action_id": ASSIGNEE_INPUT}, optional=True),
+        _spent_input(),
     ])  # fmt: skip
+
+
+def _spent_input() -> Block:
+    return _input(SPENT_BLOCK, "Time spent", _text(SPENT_INPUT, multiline=False, max_length=20),
+                  optional=True, hint=SPENT_HINT)  # fmt: skip
 
 
 def _values(view: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -149,6 +160,13 @@ def parse_call_submission(view: Mapping[str, Any]) -> tuple[str, str, str]:
     direction = _selected(view, DIRECTION_BLOCK, DIRECTION_INPUT) or ""
     text = _value(view, CALL_TEXT_BLOCK, TEXT_INPUT).get("value")
     return str(view.get("private_metadata") or ""), direction, str(text or "")
+
+
+def spent_of(view: Mapping[str, Any]) -> int | None:
+    """The minutes a Log call or Add task modal says the activity took (None: left empty);
+    CaseRuleError saying how to write it, to show under the field."""
+    text = _value(view, SPENT_BLOCK, SPENT_INPUT).get("value")
+    return parse_spent(str(text)) if text and str(text).strip() else None
 
 
 def parse_task_submission(

@@ -320,13 +320,18 @@ class SlackHandlers:
     async def on_call(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
         number, direction, text = forms.parse_call_submission(view)
+        try:
+            spent = forms.spent_of(view)
+        except InboxError as exc:
+            await ack(response_action="errors", errors={forms.SPENT_BLOCK: str(exc)})
+            return
         if not direction:
             problem = {forms.DIRECTION_BLOCK: "Who called whom?"}
         elif not text.strip():
             problem = {forms.CALL_TEXT_BLOCK: "Say what was said."}
         else:
             try:
-                await self.actions.log_call(user, number, direction, text)
+                await self.actions.log_call(user, number, direction, text, spent_minutes=spent)
             except InboxError as exc:
                 problem = {forms.CALL_TEXT_BLOCK: str(exc)}
             else:
@@ -337,6 +342,11 @@ class SlackHandlers:
     async def on_task(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(body["user"]["id"])
         number, subject, due, assignee = forms.parse_task_submission(view)
+        try:
+            spent = forms.spent_of(view)
+        except InboxError as exc:
+            await ack(response_action="errors", errors={forms.SPENT_BLOCK: str(exc)})
+            return
         if not subject.strip():
             await ack(response_action="errors", errors={forms.TASK_SUBJECT_BLOCK: "Say what is"
                                                         " to be done."})  # fmt: skip
@@ -349,7 +359,9 @@ class SlackHandlers:
             await ack(response_action="errors", errors=problem)
             return
         try:
-            await self.actions.add_task(user, number, subject, due=due, assignee=assignee)
+            await self.actions.add_task(
+                user, number, subject, due=due, assignee=assignee, spent_minutes=spent
+            )
         except InboxError as exc:
             await ack(response_action="errors", errors={forms.TASK_SUBJECT_BLOCK: str(exc)})
             return

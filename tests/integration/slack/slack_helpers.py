@@ -276,9 +276,10 @@ def resolve_submission(
 
 
 def call_submission(
-    number: str, direction: str | None, text: str, *, user: str = ALICE
+    number: str, direction: str | None, text: str, *, user: str = ALICE, spent: str | None = None
 ) -> dict[str, Any]:
-    values = {"direction": {"way": _radio(direction)}, "text": {"text": _text(text)}}
+    values = {"direction": {"way": _radio(direction)}, "text": {"text": _text(text)},
+              "spent": {"time": _text(spent)}}  # fmt: skip
     return view_submission("case_call_modal", number, values, user=user)
 
 
@@ -289,11 +290,13 @@ def task_submission(
     due: int | None = None,
     assignee: str | None = None,
     user: str = ALICE,
+    spent: str | None = None,
 ) -> dict[str, Any]:
     values = {
         "text": {"text": _text(subject)},
         "due": {"when": {"type": "datetimepicker", "selected_date_time": due}},
         "assignee": {"user": {"type": "users_select", "selected_user": assignee}},
+        "spent": {"time": _text(spent)},
     }
     return view_submission("case_task_modal", number, values, user=user)
 

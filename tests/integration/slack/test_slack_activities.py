@@ -75,24 +75,29 @@ async def test_log_a_call_through_its_modal(world: World) -> None:
     await world.interact(block_action("case_log_call", NUMBER, message_ts=card.ts))
     [view] = opened_views(world)
     assert (view["callback_id"], view["private_metadata"]) == ("case_call_modal", NUMBER)
-    assert [b["block_id"] for b in view["blocks"]] == ["direction", "text"]  # type: ignore[attr-defined]
+    assert [b["block_id"] for b in view["blocks"]] == ["direction", "text", "spent"]  # type: ignore[attr-defined]
 
     assert "direction" in errors_of(await world.interact(call_submission(NUMBER, None, "hi")))
     assert "text" in errors_of(await world.interact(call_submission(NUMBER, "in", "  ")))
+    problem = errors_of(await world.interact(call_submission(NUMBER, "in", "hi", spent="ages")))
+    assert problem == {"spent": "time spent 'ages' is not a time like 45m, 2h, 1h30m or 1.5h"}
     assert await logged(world) == []
 
-    answer = await world.interact(call_submission(NUMBER, "in", "Customer called, it smokes"))
+    answer = await world.interact(
+        call_submission(NUMBER, "in", "Customer called, it smokes", spent="1h 15m")
+    )
     assert answer == (200, "")
     [call] = await logged(world)
-    assert (call.kind, call.direction, call.state, call.actor) == (
-        "phone_call", "incoming", "completed", "user:alice",
+    assert (call.kind, call.direction, call.state, call.actor, call.spent_minutes) == (
+        "phone_call", "incoming", "completed", "user:alice", 75,
     )  # fmt: skip
     assert call.body_text == "Customer called, it smokes"
     [event] = await audit(world, "phone_call")
     assert (event.actor_name, event.detail["direction"]) == ("alice", "incoming")
     await world.settle()
     assert any(
-        "logged an incoming call" in t and "it smokes" in t for t in thread_posts(world, card)
+        "logged an incoming call (1h 15m)" in t and "it smokes" in t
+        for t in thread_posts(world, card)
     )
 
     # A logged call is no customer message: an answer still goes to the customer's Slack thread.
@@ -118,15 +123,21 @@ async def test_add_a_task_through_its_modal(world: World) -> None:
     assert "not an agent" in refused["text"]
     assert await logged(world) == []
 
+    problem = errors_of(await world.interact(task_submission(NUMBER, "x", spent="30h")))
+    assert problem == {"spent": "time spent '30h' is more than 24h for one activity: log it as"
+                                " several"}  # fmt: skip
+    assert await logged(world) == []
+
     answer = await world.interact(
         task_submission(NUMBER, "Call back about the fuser", due=int(due.timestamp()),
-                        assignee="U0CAROL")
+                        assignee="U0CAROL", spent="20m")
     )  # fmt: skip
     assert answer == (200, "")
     [task] = await logged(world)
     assert (task.kind, task.state, task.subject, task.assignee, task.due_at, task.actor) == (
         "task", "open", "Call back about the fuser", "carol", due, "user:alice",
     )  # fmt: skip
+    assert task.spent_minutes == 20
     [event] = await audit(world, "task")
     assert (event.actor_name, event.detail["assignee"]) == ("alice", "carol")
     await world.settle()

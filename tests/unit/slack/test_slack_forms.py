@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from inbox_daemon.channels.slack import forms
+from inbox_daemon.errors import CaseRuleError
 
 
 def submitted(modal: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -42,20 +45,28 @@ def test_resolve_asks_about_open_activities_only_when_there_are_some() -> None:
 def test_log_call_round_trip() -> None:
     modal = forms.call_modal("CAS-000042")
     assert (modal["callback_id"], modal["private_metadata"]) == (forms.CALL_VIEW, "CAS-000042")
-    [way, _text] = modal["blocks"]
+    [way, _text, spent] = modal["blocks"]
+    assert (spent["block_id"], spent["optional"]) == (forms.SPENT_BLOCK, True)
     incoming = way["element"]["options"][0]
     assert incoming["value"] == "in"
     view = submitted(modal, {"direction": {"selected_option": incoming},
-                             "text": {"value": "She called"}})  # fmt: skip
+                             "text": {"value": "She called"},
+                             "spent": {"value": "1h30m"}})  # fmt: skip
     assert forms.parse_call_submission(view) == ("CAS-000042", "in", "She called")
-    assert forms.parse_call_submission(submitted(modal, {})) == ("CAS-000042", "", "")
+    assert forms.spent_of(view) == 90
+    empty = submitted(modal, {})
+    assert forms.parse_call_submission(empty) == ("CAS-000042", "", "")
+    assert forms.spent_of(empty) is None
+    assert forms.spent_of(submitted(modal, {"spent": {"value": "  "}})) is None
+    with pytest.raises(CaseRuleError, match="not a time like 45m"):
+        forms.spent_of(submitted(modal, {"spent": {"value": "soon"}}))
 
 
 def test_add_task_round_trip() -> None:
     modal = forms.task_modal("CAS-000042")
     assert modal["callback_id"] == forms.TASK_VIEW
     assert [b["element"]["type"] for b in modal["blocks"]] == [
-        "plain_text_input", "datetimepicker", "users_select",
+        "plain_text_input", "datetimepicker", "users_select", "plain_text_input",
     ]  # fmt: skip
     due = datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
     view = submitted(modal, {
