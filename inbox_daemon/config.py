@@ -235,15 +235,34 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
+def _env_source(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable a value at ``loc`` came from, if one is set
+    (``INBOX_DAEMON_OUTBOX__MAX_ATTEMPTS``, or a whole section as JSON)."""
+    present = {name.upper() for name in os.environ}
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    for end in range(len(names), 0, -1):
+        name = ENV_PREFIX + "__".join(names[:end]).upper()
+        if name in present:
+            return name
+    return None
+
+
 def _format_errors(path: Path, exc: ValidationError) -> str:
-    parts = []
+    """One line for every bad value, each blamed on where it came from: the environment
+    variable that set it, else the file."""
+    from_file, from_env = [], []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return f"{path}: " + "; ".join(parts)
+        env = _env_source(tuple(err["loc"]))
+        if env is not None:
+            from_env.append(f"${env} ({loc}): {msg}")
+        else:
+            from_file.append(f"{loc}: {msg}" if loc else msg)
+    parts = [f"{path}: " + "; ".join(from_file)] if from_file else []
+    return "; ".join(parts + from_env)
 
 
 def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:

@@ -198,7 +198,10 @@ class Daemon:
         try:
             if lock is not None:
                 lock.acquire()
-            await require_current(db)
+            created = await require_current(db)
+            if created is not None:
+                log.info("database was empty: schema created", database=db.safe_url,
+                         revision=", ".join(created.current))  # fmt: skip
         except BaseException:
             if lock is not None:
                 lock.release()

@@ -33,6 +33,11 @@ class SchemaError(ConfigError):
     """The database schema does not match this version of inbox-daemon."""
 
 
+class DatabaseUnavailable(InboxError):
+    """The database cannot be reached now (refused, unknown host, no such database, login
+    refused): the command may work later; the CLI exits 75 (EX_TEMPFAIL)."""
+
+
 class NotFoundError(InboxError):
     """A case, user, team or queue that was named does not exist."""
 

@@ -60,7 +60,7 @@ class Runtime:
         admin's shell needs no mail or Slack secrets (the daemon's outbox sends what it queues).
         """
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, create_folder=False)
         self.rules = RulesHolder(settings.rules_path, queues_with_open_cases=self.open_queues)
         #: Why rules.yaml was not read (``with_rules="if_valid"`` and a broken file), or None.
         self.rules_problem: str | None = None

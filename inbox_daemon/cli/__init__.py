@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from inbox_daemon import __version__
@@ -25,7 +24,6 @@ from inbox_daemon.cli.cases import (
     cmd_init,
     cmd_run,
 )
-from inbox_daemon.cli.common import PROG
 from inbox_daemon.cli.document import add_document_command
 from inbox_daemon.cli.intake import (
     cmd_ingest,
@@ -35,9 +33,9 @@ from inbox_daemon.cli.intake import (
     cmd_rules_check,
     cmd_rules_explain,
 )
+from inbox_daemon.cli.shell import PROG, OneLineParser, run_command
 from inbox_daemon.cli.work import add_work_commands
 from inbox_daemon.config import CONFIG_FILENAME
-from inbox_daemon.errors import InboxError
 from inbox_daemon.logging import configure
 
 __all__ = ["build_parser", "main"]
@@ -49,20 +47,22 @@ __all__ = ["build_parser", "main"]
 SPENT_HELP = "the time it took, e.g. 45m, 1h30m, 1.5h (an allowance of hours counts it)"
 
 
+CONFIG_HELP = f"config file (default: $INBOX_DAEMON_CONFIG or ./{CONFIG_FILENAME})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"config file (default: $INBOX_DAEMON_CONFIG or ./{CONFIG_FILENAME})",
-    )
-    acting = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
+    # Before or after the command: a subcommand's --config wins, and when it is not given it
+    # leaves the value the top level parsed (SUPPRESS: no default of its own).
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    acting = OneLineParser(add_help=False)
     acting.add_argument("--as", dest="as_user", metavar="USER", help="the agent making the change")
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG, description="Customer email and Slack messages in, service cases out."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("init", help="write a commented config and rules.yaml, create the database")
@@ -245,11 +245,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure("warning", "auto")  # `run` reconfigures from the settings
-    try:
-        result: int = args.func(args)
-        return result
-    except InboxError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command(args.func, args)

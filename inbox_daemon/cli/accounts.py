@@ -9,6 +9,7 @@ from typing import Any
 
 from inbox_daemon.cases.accounts import AllowanceUnit
 from inbox_daemon.cli.common import _run, _with_service
+from inbox_daemon.cli.shell import Commands, OneLineParser
 from inbox_daemon.service import AccountUsage
 
 
@@ -70,8 +71,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
 
 
 def add_accounts_command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
+    sub: Commands,
+    common: OneLineParser,
 ) -> None:
     p = sub.add_parser(
         "accounts",

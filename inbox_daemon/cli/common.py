@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from inbox_daemon.cases.accounts import format_spent
 from inbox_daemon.cases.model import Actor, Case
+from inbox_daemon.cli.shell import PROG as PROG
 from inbox_daemon.config import Settings, load_settings
 from inbox_daemon.errors import InboxError
 from inbox_daemon.runtime import Runtime
@@ -20,7 +21,6 @@ from inbox_daemon.service import CaseService, CaseView
 from inbox_daemon.store.migrate import require_current
 
 T = TypeVar("T")
-PROG = "inbox-daemon"
 
 
 class UsageError(InboxError):
@@ -55,7 +55,13 @@ async def _with_runtime(
             file=sys.stderr,
         )
     try:
-        await require_current(runtime.db)
+        created = await require_current(runtime.db)
+        if created is not None:
+            print(
+                f"{PROG}: the database {runtime.db.safe_url} was empty: created its schema"
+                f" ({', '.join(created.current)})",
+                file=sys.stderr,
+            )
         return await work(runtime)
     finally:
         await runtime.close()

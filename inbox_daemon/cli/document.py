@@ -9,6 +9,7 @@ from pathlib import Path
 
 from inbox_daemon import document
 from inbox_daemon.cli.common import UsageError, _run, _settings, _with_service
+from inbox_daemon.cli.shell import Commands, OneLineParser
 
 
 def cmd_cases_document(args: argparse.Namespace) -> int:
@@ -38,8 +39,8 @@ def cmd_cases_document(args: argparse.Namespace) -> int:
 
 
 def add_document_command(
-    cases: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
+    cases: Commands,
+    common: OneLineParser,
 ) -> None:
     p = cases.add_parser(
         "document",

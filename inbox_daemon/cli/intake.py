@@ -39,7 +39,7 @@ from inbox_daemon.service.notice_templates import load_notice_templates
 from inbox_daemon.store import cases as repo
 from inbox_daemon.store import intake
 from inbox_daemon.store.db import Database
-from inbox_daemon.store.migrate import require_current
+from inbox_daemon.store.migrate import schema_state
 from inbox_daemon.store.tables import QuarantineRow
 
 
@@ -78,12 +78,18 @@ def _check_templates(folder: Path) -> list[str]:
 
 
 async def _open_queues(settings: Settings) -> set[str] | None:
-    """Queues with open cases, or None when the database is not there (yet)."""
-    db = Database(settings.database_url)
+    """Queues with open cases, or None when the database is not there (yet), cannot be
+    reached or is at another revision (`rules check` writes nothing, not even a schema)."""
+    try:
+        db = Database(settings.database_url, create_folder=False)
+    except InboxError:
+        return None
     try:
         try:
-            await require_current(db)
+            state = await schema_state(db)
         except InboxError:
+            return None
+        if not state.up_to_date:
             return None
         async with db.transaction() as session:
             return await repo.queues_with_open_cases(session)

@@ -7,6 +7,7 @@ import argparse
 from inbox_daemon.cases import lifecycle
 from inbox_daemon.cases.enums import Priority
 from inbox_daemon.cli.common import UsageError, _actor, _agent, _run, _with_service
+from inbox_daemon.cli.shell import Commands, OneLineParser
 from inbox_daemon.service import CaseService
 
 
@@ -93,9 +94,9 @@ def cmd_cases_close(args: argparse.Namespace) -> int:
 
 
 def add_work_commands(
-    cases: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    acting: argparse.ArgumentParser,
+    cases: Commands,
+    common: OneLineParser,
+    acting: OneLineParser,
 ) -> None:
     """Register these commands under ``cases``."""
     p = cases.add_parser("pick", parents=[common, acting], help="work a case from its queue")

@@ -1,4 +1,7 @@
-"""Schema migrations with Alembic: upgrade, and the check the daemon makes before it starts."""
+"""Schema migrations with Alembic: upgrade, and the check every command and the daemon make
+before they start: a database that cannot be reached is a one-line ``DatabaseUnavailable``; an
+empty one gets the schema (as most daemons do); one at an older revision is refused with the
+command that upgrades it; one newer than this code is refused."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from inbox_daemon.errors import SchemaError
 from inbox_daemon.store.db import Database
@@ -48,9 +52,26 @@ def _has_revision(script: ScriptDirectory, rev: str) -> bool:
         return False
 
 
+#: The key of PostgreSQL's advisory lock held while migrating: two instances starting on one
+#: empty database create its schema once.
+_MIGRATION_LOCK = 0x1B0C_DAE0
+
+
 async def schema_state(db: Database) -> SchemaState:
-    async with db.engine.connect() as conn:
-        return await conn.run_sync(_state)
+    """The revisions the database is at and the ones this code has; DatabaseUnavailable if
+    it cannot be reached."""
+    try:
+        async with db.engine.connect() as conn:
+            return await conn.run_sync(_state)
+    except Exception as exc:
+        problem = db.unavailable(exc)
+        if problem is None:
+            raise
+        raise problem from None
+
+
+def _tables(sync_conn: Any) -> list[str]:
+    return [t for t in inspect(sync_conn).get_table_names() if t != "alembic_version"]
 
 
 def _upgrade(sync_conn: Any, revision: str) -> None:
@@ -65,21 +86,35 @@ async def upgrade(db: Database, revision: str = "head") -> SchemaState:
     if not state.known:
         raise _newer(state)
     async with db.engine.begin() as conn:
+        if db.is_postgres:  # the second of two instances waits, then finds it done
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         await conn.run_sync(_upgrade, revision)
     return await schema_state(db)
 
 
-async def require_current(db: Database) -> None:
-    """Raise SchemaError unless the database is at the newest migration this code knows."""
+async def require_current(db: Database) -> SchemaState | None:
+    """Make sure the database is at the newest migration this code knows: an empty database
+    gets the schema (the state it is at then is returned; None when nothing was done); one
+    at an older revision, or holding tables of something else, is a SchemaError saying what
+    to do; one newer than this code too."""
     state = await schema_state(db)
     if not state.known:
         raise _newer(state)
-    if not state.up_to_date:
-        where = "is empty" if not state.current else f"is at {', '.join(state.current)}"
+    if state.up_to_date:
+        return None
+    if not state.current:
+        async with db.engine.connect() as conn:
+            others = await conn.run_sync(_tables)
+        if not others:
+            return await upgrade(db)
         raise SchemaError(
-            f"the database {db.safe_url} {where}, this inbox-daemon needs "
-            f"{', '.join(state.head)}: run `inbox-daemon db upgrade`"
+            f"the database {db.safe_url} has tables ({', '.join(sorted(others)[:3])}…) but no"
+            " inbox-daemon schema: give inbox-daemon a database of its own"
         )
+    raise SchemaError(
+        f"the database {db.safe_url} is at {', '.join(state.current)}, this inbox-daemon needs"
+        f" {', '.join(state.head)}: run `inbox-daemon db upgrade`"
+    )
 
 
 def _newer(state: SchemaState) -> SchemaError:
