@@ -27,6 +27,7 @@ from inbox_daemon.kinds import kind_of
 from inbox_daemon.logging import get_logger
 from inbox_daemon.messages import MessageFlags, clean_text
 from inbox_daemon.service import CaseService
+from inbox_daemon.service.template_files import first_bad_placeholder, read_template_file
 from inbox_daemon.store.tables import ActivityRow, CaseRow
 
 __all__ = [
@@ -90,26 +91,12 @@ def _position(text: str, index: int) -> tuple[int, int]:
 
 def load_template(path: Path) -> AckTemplate:
     """Read and check one template; :class:`ConfigError` names the file and the problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the template: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the template is not UTF-8 text") from None
+    text = read_template_file(path)
+    problem = first_bad_placeholder(text, PLACEHOLDERS)
+    if problem is not None:
+        line, column = _position(text, problem[0])
+        raise ConfigError(f"{path}:{line}:{column}: {problem[1]}")
     template = string.Template(text)
-    for match in template.pattern.finditer(text):
-        if match.group("invalid") is not None:
-            line, column = _position(text, match.start())
-            raise ConfigError(
-                f"{path}:{line}:{column}: invalid placeholder after '$' (write $$ for a dollar)"
-            )
-        name = match.group("named") or match.group("braced")
-        if name is not None and name not in PLACEHOLDERS:
-            line, column = _position(text, match.start())
-            known = ", ".join(f"${p}" for p in PLACEHOLDERS)
-            raise ConfigError(
-                f"{path}:{line}:{column}: unknown placeholder ${name} (known: {known})"
-            )
     return AckTemplate(path, template)
 
 

@@ -28,6 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from inbox_daemon.cases.enums import ActivityKind, DeliveryState, Direction
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.service import CaseView
+from inbox_daemon.service.template_files import read_template_file
 from inbox_daemon.store.tables import ActivityRow
 
 __all__ = [
@@ -216,14 +217,7 @@ def template_path(folder: Path | None) -> Path:
 def read_template(folder: Path | None) -> DocumentTemplate:
     """Read the template in force for ``folder``; a :class:`ConfigError` names the file."""
     path = template_path(folder)
-    try:
-        return DocumentTemplate(path, path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the case document template: {exc.strerror}"
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the case document template is not UTF-8 text") from None
+    return DocumentTemplate(path, read_template_file(path, "the case document template"))
 
 
 _ENV = SandboxedEnvironment(

@@ -50,7 +50,8 @@ def spent_of(args: argparse.Namespace) -> int | None:
         raise UsageError(f"--spent: {exc}") from None
 
 
-def _took(minutes: int | None) -> str:
+def took(minutes: int | None) -> str:
+    """``, 45m spent`` after a command's line, when time was recorded."""
     return f", {format_spent(minutes)} spent" if minutes else ""
 
 
@@ -70,7 +71,7 @@ def cmd_cases_task(args: argparse.Namespace) -> int:
             ),
         )
     )
-    print(f"{args.number.upper()}: task #{activity.id} open{_took(spent)}")
+    print(f"{args.number.upper()}: task #{activity.id} open{took(spent)}")
     return 0
 
 
@@ -84,7 +85,7 @@ def cmd_cases_call(args: argparse.Namespace) -> int:
             ),
         )
     )
-    print(f"{args.number.upper()}: call #{activity.id} logged ({activity.direction}){_took(spent)}")
+    print(f"{args.number.upper()}: call #{activity.id} logged ({activity.direction}){took(spent)}")
     return 0
 
 
@@ -99,8 +100,15 @@ def cmd_cases_activity(args: argparse.Namespace) -> int:
             ),
         )
     )
-    print(f"{args.number.upper()}: activity #{activity.id} {activity.state}{_took(spent)}")
+    print(f"{args.number.upper()}: activity #{activity.id} {activity.state}{took(spent)}")
     return 0
 
 
-__all__ = ["cmd_cases_activity", "cmd_cases_call", "cmd_cases_task", "parse_due", "spent_of"]
+__all__ = [
+    "cmd_cases_activity",
+    "cmd_cases_call",
+    "cmd_cases_task",
+    "parse_due",
+    "spent_of",
+    "took",
+]

@@ -10,10 +10,9 @@ from importlib import resources
 from pathlib import Path
 
 from inbox_daemon.cases import lifecycle
-from inbox_daemon.cases.accounts import format_spent
 from inbox_daemon.cases.enums import Origin, Priority, Status
 from inbox_daemon.cases.model import Case
-from inbox_daemon.cli.activities import spent_of
+from inbox_daemon.cli.activities import spent_of, took
 from inbox_daemon.cli.common import (
     PROG,
     UsageError,
@@ -155,8 +154,7 @@ def cmd_cases_note(args: argparse.Namespace) -> int:
             lambda svc: svc.note(args.number, args.text, _actor(args, svc), spent_minutes=spent),
         )
     )
-    took = f", {format_spent(spent)} spent" if spent else ""
-    print(f"{args.number.upper()}: note #{activity.id} added{took}")
+    print(f"{args.number.upper()}: note #{activity.id} added{took(spent)}")
     return 0
 
 

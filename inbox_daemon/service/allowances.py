@@ -131,10 +131,12 @@ async def _charge_hours(
 ) -> None:
     """Charge a resolved case's time spent to its account's allowance of hours (if it has one
     and time was recorded); activities the resolve cancels do not count."""
-    check = await check_in(session, accounts, case.account, now) if case.account else None
-    allowance = check.entitlement.allowance if check is not None else None
-    if check is None or allowance is None or allowance.unit is not AllowanceUnit.HOURS:
-        return
+    entitlement = accounts.entitlement_of(case.account)
+    allowance = entitlement.allowance if entitlement is not None else None
+    if case.account is None or allowance is None or allowance.unit is not AllowanceUnit.HOURS:
+        return  # nothing to charge: ask the database nothing
+    check = await check_in(session, accounts, case.account, now)
+    assert check is not None
     assert check.period is not None
     assert check.usage is not None
     cancelled = [

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inbox_daemon.errors import ConfigError
+from inbox_daemon.service.template_files import first_bad_placeholder, read_template_file
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -84,18 +85,11 @@ def _names(template: string.Template) -> list[str]:
 
 
 def _check(path: Path, text: str, first_line: int) -> string.Template:
-    template = string.Template(text)
-    for match in template.pattern.finditer(text):
-        line = first_line + text.count("\n", 0, match.start())
-        if match.group("invalid") is not None:
-            raise ConfigError(
-                f"{path}:{line}: invalid placeholder after '$' (write $$ for a dollar)"
-            )
-        name = match.group("named") or match.group("braced")
-        if name is not None and name not in PLACEHOLDERS:
-            known = ", ".join(f"${p}" for p in PLACEHOLDERS)
-            raise ConfigError(f"{path}:{line}: unknown placeholder ${name} (known: {known})")
-    return template
+    problem = first_bad_placeholder(text, PLACEHOLDERS)
+    if problem is not None:
+        offset, what = problem
+        raise ConfigError(f"{path}:{first_line + text.count(chr(10), 0, offset)}: {what}")
+    return string.Template(text)
 
 
 def parse_notice_template(path: Path, text: str) -> NoticeTemplate:
@@ -111,13 +105,7 @@ def parse_notice_template(path: Path, text: str) -> NoticeTemplate:
 
 def load_notice_template(path: Path) -> NoticeTemplate:
     """Read and check one template file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the template: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the template is not UTF-8 text") from None
-    return parse_notice_template(path, text)
+    return parse_notice_template(path, read_template_file(path))
 
 
 def load_notice_templates(
